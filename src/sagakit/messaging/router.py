@@ -1,0 +1,108 @@
+"""Routing messages to handlers: one typed handler per message type.
+
+router = Router()
+
+@router.handles("inventory.reserve", ReserveStock)
+async def reserve(ctx: MessageContext, cmd: ReserveStock) -> None:
+    ...  # ctx.tx is the open transaction; ctx.publish(...) writes to the outbox
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from sagakit.db.pool import Connection
+from sagakit.errors import MessageError
+from sagakit.messaging import outbox
+from sagakit.messaging.envelope import Envelope
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[["MessageContext", Any], Awaitable[None]]
+
+
+@dataclass
+class MessageContext:
+    """What a handler gets besides its payload: the message, and the transaction that will
+    record it as handled."""
+
+    envelope: Envelope
+    tx: Connection
+    group: str
+    outgoing: list[Envelope] = field(default_factory=list)
+
+    async def publish(
+        self,
+        type: str,
+        payload: BaseModel | Mapping[str, Any],
+        *,
+        topic: str | None = None,
+        key: str | None = None,
+        message_id: uuid.UUID | None = None,
+    ) -> Envelope:
+        """Queue a message caused by this one, in this transaction (outbox)."""
+        msg = self.envelope.reply(type, payload, topic=topic, key=key, message_id=message_id)
+        await outbox.add(self.tx, msg)
+        self.outgoing.append(msg)
+        return msg
+
+
+@dataclass(frozen=True)
+class Route:
+    message_type: str
+    topic: str
+    model: type[BaseModel] | None
+    handler: Handler
+
+    def parse(self, envelope: Envelope) -> Any:
+        if self.model is None:
+            return envelope.payload
+        try:
+            return self.model.model_validate(envelope.payload)
+        except ValueError as exc:
+            raise MessageError(f"{self.message_type}: invalid payload: {exc}") from None
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+
+    def handles(
+        self, type: str, model: type[M] | None = None, *, topic: str | None = None
+    ) -> Callable[
+        [Callable[[MessageContext, M], Awaitable[None]]],
+        Callable[[MessageContext, M], Awaitable[None]],
+    ]:
+        def register(
+            fn: Callable[[MessageContext, M], Awaitable[None]],
+        ) -> Callable[[MessageContext, M], Awaitable[None]]:
+            self.add(type, fn, model, topic=topic)
+            return fn
+
+        return register
+
+    def add(
+        self,
+        type: str,
+        handler: Handler,
+        model: type[BaseModel] | None = None,
+        *,
+        topic: str | None = None,
+    ) -> None:
+        if type in self.routes:
+            raise ValueError(f"a handler for {type!r} is already registered")
+        self.routes[type] = Route(type, topic or type, model, handler)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.topic for r in self.routes.values()))
+
+    def route(self, envelope: Envelope) -> Route:
+        route = self.routes.get(envelope.type)
+        if route is None:
+            raise MessageError(f"no handler for message type {envelope.type!r}")
+        return route

@@ -1,0 +1,244 @@
+"""The consumer runtime: poll, handle through the inbox, commit, never die of one message.
+
+Per poll, each partition's records are handled in order, partitions concurrently. Fast path:
+one database transaction for a partition's whole batch (one inbox row per message inside it).
+If anything in that batch fails, the transaction rolls back and the records are handled one
+per transaction, so a bad message costs only itself:
+
+- retriable error: retried with exponential backoff and jitter, up to the policy's limit;
+- non-retriable or exhausted: the record goes to the dead-letter topic, with the error and
+  its origin in headers, written through the outbox in the same transaction as its inbox
+  row (so it is dead-lettered once even if redelivered).
+
+Kafka offsets are committed only after the database commit. A crash in between means
+redelivery, and the inbox turns the redelivery into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from sagakit.db.pool import Connection
+from sagakit.messaging import codec, inbox, outbox
+from sagakit.messaging.envelope import Envelope, derived_id
+from sagakit.messaging.retry import RetryPolicy, is_retriable
+from sagakit.messaging.router import MessageContext, Route, Router
+from sagakit.messaging.transport.port import Record, TopicPartition, Transport
+from sagakit.topics import DEAD_LETTERS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerOptions:
+    max_records: int = 500
+    """Most records taken per poll, across partitions."""
+    poll_timeout_ms: int = 100
+    """How long a poll waits for records; also how soon a stop request is noticed."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    dead_letter_topic: str = DEAD_LETTERS
+    batch_transactions: bool = True
+    """Handle each partition's batch in one transaction (falls back to one per message)."""
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    commit_conflicts: int = 0
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    envelope: Envelope
+    route: Route
+    payload: Any
+
+
+class _Stopping(Exception):
+    pass
+
+
+class ConsumerRuntime:
+    def __init__(
+        self,
+        *,
+        group: str,
+        router: Router,
+        transport: Transport,
+        pool: asyncpg.Pool,
+        options: ConsumerOptions | None = None,
+    ) -> None:
+        self.group = group
+        self.router = router
+        self.transport = transport
+        self.pool = pool
+        self.options = options or ConsumerOptions()
+        self.stats = ConsumerStats()
+        self._stop = asyncio.Event()
+
+    # -- loop ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        self._stop = stop
+        consumer = self.transport.consumer(self.group, self.router.topics)
+        await consumer.start()
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                try:
+                    batches = await consumer.poll(
+                        max_records=self.options.max_records,
+                        timeout_ms=self.options.poll_timeout_ms,
+                    )
+                    if not batches:
+                        continue
+                    offsets = await self._process_all(batches)
+                    if offsets and not await consumer.commit(offsets):
+                        self.stats.commit_conflicts += 1
+                except Exception:
+                    log.exception("consumer %s: poll loop error; continuing", self.group)
+                    await _sleep_or_stop(stop, 0.5)
+        finally:
+            await consumer.stop()
+
+    async def _process_all(
+        self, batches: dict[TopicPartition, list[Record]]
+    ) -> dict[TopicPartition, int]:
+        results = await asyncio.gather(*(self._process(recs) for recs in batches.values()))
+        return {tp: nxt for tp, nxt in zip(batches, results, strict=True) if nxt is not None}
+
+    async def _process(self, records: Sequence[Record]) -> int | None:
+        """Handle one partition's records in order; return the next offset to commit."""
+        items = [(r, self._parse(r)) for r in records]
+        if (
+            self.options.batch_transactions
+            and len(items) > 1
+            and all(isinstance(p, _Parsed) for _, p in items)
+        ):
+            with contextlib.suppress(Exception):
+                handled = dups = 0
+                async with self.pool.acquire() as conn, conn.transaction():
+                    for _, p in items:
+                        assert isinstance(p, _Parsed)
+                        if await self._handle(conn, p):
+                            handled += 1
+                        else:
+                            dups += 1
+                self.stats.handled += handled
+                self.stats.duplicates += dups
+                self.stats.batches += 1
+                return records[-1].offset + 1
+        for rec, parsed in items:
+            try:
+                await self._one(rec, parsed)
+            except _Stopping:
+                return rec.offset if rec is not records[0] else None
+        return records[-1].offset + 1
+
+    # -- one message ---------------------------------------------------------------------
+    def _parse(self, rec: Record) -> _Parsed | Exception:
+        try:
+            env = codec.decode(rec.topic, rec.key, rec.value, rec.headers)
+            route = self.router.route(env)
+            return _Parsed(env, route, route.parse(env))
+        except Exception as exc:
+            return exc
+
+    async def _handle(self, conn: Connection, p: _Parsed) -> bool:
+        """Inbox claim + handler, in the caller's transaction. False for a duplicate."""
+        if not await inbox.claim(conn, self.group, p.envelope.message_id):
+            return False
+        await p.route.handler(MessageContext(p.envelope, conn, self.group), p.payload)
+        return True
+
+    async def _one(self, rec: Record, parsed: _Parsed | Exception) -> None:
+        if isinstance(parsed, Exception):
+            await self._dead_letter(rec, parsed, attempts=0)
+            return
+        policy = self.options.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    first = await self._handle(conn, parsed)
+                if first:
+                    self.stats.handled += 1
+                else:
+                    self.stats.duplicates += 1
+                return
+            except Exception as exc:
+                if not is_retriable(exc) or attempt == policy.max_attempts:
+                    log.warning(
+                        "consumer %s: %s %s failed after %d attempt(s), dead-lettering: %r",
+                        self.group,
+                        parsed.envelope.type,
+                        parsed.envelope.message_id,
+                        attempt,
+                        exc,
+                    )
+                    await self._dead_letter(rec, exc, attempts=attempt, env=parsed.envelope)
+                    return
+                self.stats.retries += 1
+                await self._pause(policy.delay(attempt))
+
+    async def _dead_letter(
+        self, rec: Record, exc: BaseException, *, attempts: int, env: Envelope | None = None
+    ) -> None:
+        """Write the record to the dead-letter topic (via the outbox) exactly once."""
+        message_id = env.message_id if env else derived_id(rec.topic, rec.partition, rec.offset)
+        headers = codec.decode_headers(rec.headers)
+        headers.update(
+            {
+                "sagakit.dlq.error": type(exc).__name__,
+                "sagakit.dlq.reason": str(exc)[:2000],
+                "sagakit.dlq.topic": rec.topic,
+                "sagakit.dlq.partition": str(rec.partition),
+                "sagakit.dlq.offset": str(rec.offset),
+                "sagakit.dlq.group": self.group,
+                "sagakit.dlq.attempts": str(attempts),
+            }
+        )
+        delay = self.options.retry.initial_delay
+        while True:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if await inbox.claim(conn, self.group, message_id):
+                        await outbox.add_raw(
+                            conn,
+                            [
+                                (
+                                    self.options.dead_letter_topic,
+                                    (rec.key or b"").decode("utf-8", "replace"),
+                                    uuid.uuid4(),
+                                    rec.value or b"",
+                                    headers,
+                                )
+                            ],
+                        )
+                        self.stats.dead_lettered += 1
+                return
+            except Exception:
+                log.exception("consumer %s: cannot dead-letter yet; retrying", self.group)
+                await self._pause(delay)
+                delay = min(delay * 2, self.options.retry.max_delay)
+
+    async def _pause(self, seconds: float) -> None:
+        await _sleep_or_stop(self._stop, seconds)
+        if self._stop.is_set():
+            raise _Stopping
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,182 @@
+"""Kafka adapter (aiokafka). See docs/decisions.md for why aiokafka.
+
+Producer: acks=all, a short linger so concurrent sends share a request. Consumer: auto-commit
+off, earliest offset for a new group, a short fetch max-wait (the broker answers an idle fetch
+only when it expires) and a short session timeout so a killed member's partitions move soon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
+
+from sagakit.errors import TransientError
+from sagakit.messaging.transport.port import (
+    Consumer,
+    OutgoingRecord,
+    Producer,
+    Record,
+    TopicPartition,
+    Transport,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaOptions:
+    bootstrap: str
+    """Comma-separated host:port list."""
+    fetch_max_wait_ms: int = 20
+    """How long the broker may hold an idle fetch (Tansu always waits this long)."""
+    session_timeout_ms: int = 6000
+    """A member silent this long is dropped from its group."""
+    heartbeat_interval_ms: int = 500
+    linger_ms: int = 2
+    """How long the producer waits to fill a batch."""
+    request_timeout_ms: int = 15_000
+    client_id: str = "sagakit"
+
+
+class KafkaProducer(Producer):
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        o = self.options
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=o.bootstrap,
+            client_id=o.client_id,
+            acks="all",
+            linger_ms=o.linger_ms,
+            request_timeout_ms=o.request_timeout_ms,
+            max_batch_size=256 * 1024,
+        )
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise TransientError(f"Kafka producer cannot start: {exc!r}") from exc
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send_many(self, records: Sequence[OutgoingRecord]) -> None:
+        if self._producer is None:
+            raise TransientError("producer not started")
+        try:
+            futures = [
+                await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise TransientError(f"publish failed: {exc!r}") from exc
+
+
+class KafkaConsumer(Consumer):
+    def __init__(self, options: KafkaOptions, group: str, topics: Sequence[str]) -> None:
+        self.options = options
+        self.group = group
+        self.topics = tuple(topics)
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        o = self.options
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=o.bootstrap,
+            client_id=o.client_id,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=o.fetch_max_wait_ms,
+            session_timeout_ms=o.session_timeout_ms,
+            heartbeat_interval_ms=o.heartbeat_interval_ms,
+            max_poll_interval_ms=300_000,
+            request_timeout_ms=o.request_timeout_ms,
+        )
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise TransientError(f"Kafka consumer cannot start: {exc!r}") from exc
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def poll(
+        self, *, max_records: int, timeout_ms: int
+    ) -> dict[TopicPartition, list[Record]]:
+        assert self._consumer is not None, "consumer not started"
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {
+            (tp.topic, tp.partition): [
+                Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+                for r in records
+            ]
+            for tp, records in batches.items()
+            if records
+        }
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        assert self._consumer is not None, "consumer not started"
+        assigned = self._consumer.assignment()
+        mine = {KafkaTP(t, p): o for (t, p), o in offsets.items() if KafkaTP(t, p) in assigned}
+        if not mine:
+            return not offsets
+        try:
+            await self._consumer.commit(mine)
+        except (CommitFailedError, IllegalStateError):
+            return False
+        return len(mine) == len(offsets)
+
+
+class KafkaTransport(Transport):
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+
+    def producer(self) -> Producer:
+        return KafkaProducer(self.options)
+
+    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+        return KafkaConsumer(self.options, group, topics)
+
+    async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        await ensure_topics(self.options.bootstrap, topics, partitions)
+
+
+async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> list[str]:
+    """Create each missing topic; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        created = []
+        for topic in dict.fromkeys(topics):
+            if topic in existing:
+                continue
+            try:
+                await admin.create_topics(
+                    [NewTopic(name=topic, num_partitions=partitions, replication_factor=1)]
+                )
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
