@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from sagakit.errors import TransientError
 
-Connection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+else:
+    Connection = asyncpg.Connection | PoolConnectionProxy
 """A connection, pooled or not: what code running inside a transaction receives."""
 
 

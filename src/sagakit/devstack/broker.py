@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagakit.devstack.processes import port_open, stop_group, wait_until
+from sagakit.devstack.processes import port_open, spawn_detached, stop_group, wait_until
 
 
 @dataclass(frozen=True)
@@ -30,27 +29,23 @@ def start(port: int, log: Path, *, timeout: float = 15.0) -> BrokerProcess:
     """Spawn Tansu on 127.0.0.1:``port`` in its own process group and wait until it listens."""
     url = f"tcp://127.0.0.1:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    pid = spawn_detached(
+        [
+            binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        log,
+    )
     wait_until(
         lambda: port_open("127.0.0.1", port), what="Kafka broker (Tansu)", timeout=timeout, log=log
     )
-    return BrokerProcess(pid=proc.pid, port=port, log=log)
+    return BrokerProcess(pid=pid, port=port, log=log)
 
 
 def stop(pid: int) -> None:

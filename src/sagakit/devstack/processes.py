@@ -6,6 +6,8 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,3 +71,25 @@ def stop_group(pid: int, *, timeout: float = 10.0) -> None:
             return
         members = still
     raise StackError(f"processes {[p.pid for p in members]} survived SIGKILL")
+
+
+_SPAWN = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as out:
+    child = subprocess.Popen(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+print(child.pid)
+"""
+
+
+def spawn_detached(argv: list[str], log: Path) -> int:
+    """Start ``argv`` as a daemon: its own session and process group (pgid == pid), not a
+    child of this process, output appended to ``log``. Returns its pid."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SPAWN, str(log), *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return int(out.stdout.strip())

@@ -45,4 +45,4 @@ def is_retriable(exc: BaseException) -> bool:
     else (timeouts, lost connections, unexpected bugs) gets the bounded retries."""
     if isinstance(exc, SagakitError):
         return exc.retriable
-    return not isinstance(exc, ValidationError | _PERMANENT_DB_ERRORS)
+    return not isinstance(exc, (ValidationError, *_PERMANENT_DB_ERRORS))

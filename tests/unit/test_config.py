@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+
+from sagakit.config import Settings, database_url
+from sagakit.errors import ConfigError
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.database_url is None and s.kafka_bootstrap is None
+    assert s.partitions == 3 and s.home == Path(".sagakit")
+    assert s.databases == ("orders", "inventory", "payments", "orchestrator")
+
+
+def test_values_are_read_and_checked() -> None:
+    s = Settings.from_env({"SAGAKIT_PARTITIONS": "6", "SAGAKIT_DATABASES": "a, b_2"})
+    assert s.partitions == 6 and s.databases == ("a", "b_2")
+    with pytest.raises(ConfigError, match="SAGAKIT_PARTITIONS"):
+        Settings.from_env({"SAGAKIT_PARTITIONS": "many"})
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        Settings.from_env({"SAGAKIT_PARTITIONS": "0"})
+    with pytest.raises(ConfigError, match="identifier"):
+        Settings.from_env({"SAGAKIT_DATABASES": "x; DROP"})
+
+
+def test_database_url_swaps_the_database() -> None:
+    assert database_url("postgresql://u:p@h:5/postgres?sslmode=off", "orders") == (
+        "postgresql://u:p@h:5/orders?sslmode=off"
+    )
+    assert database_url("postgresql://h", "x") == "postgresql://h/x"
