@@ -46,6 +46,29 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sagakit.config import Settings
+    from sagakit.smoke import run_smoke
+
+    settings = Settings.from_env()
+    stack = DevStack(settings)
+    was_running = stack.status() is not None
+    info = stack.up()
+    print(f"stack ready: PostgreSQL {info.database_url}, Kafka {info.kafka_bootstrap}")
+    try:
+        result = asyncio.run(run_smoke(info, settings, messages=args.messages))
+    finally:
+        if not (args.keep_running or was_running):
+            stack.down()
+    print(
+        f"smoke check: {result.handled}/{result.sent} messages went outbox -> Kafka -> inbox"
+        f" in {result.seconds * 1000:.0f} ms"
+    )
+    return 0 if result.handled == result.sent else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagakit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = dev_sub.add_parser("status", help="what runs where")
     status.add_argument("--json", action="store_true")
     dev.set_defaults(func=_dev)
+
+    demo = sub.add_parser("demo", help="start the stack and run the demo")
+    demo.add_argument("--messages", type=int, default=100)
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack up")
+    demo.set_defaults(func=_demo)
     return parser
 
 

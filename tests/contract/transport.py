@@ -57,14 +57,10 @@ class TransportContract:
         assert by_key[b"k2"].value == b"v2"
         assert all(r.topic == topic for r in got)
 
-    async def test_same_key_same_partition_in_order(
-        self, transport: Transport, topic: str
-    ) -> None:
+    async def test_same_key_same_partition_in_order(self, transport: Transport, topic: str) -> None:
         keys = [f"key-{i}" for i in range(12)]
         async with transport.producer() as producer:
-            await producer.send_many(
-                [rec(topic, k, f"{k}:{n}") for n in range(20) for k in keys]
-            )
+            await producer.send_many([rec(topic, k, f"{k}:{n}") for n in range(20) for k in keys])
         async with transport.consumer(f"g-{uuid.uuid4().hex}", [topic]) as consumer:
             got = await drain(consumer, 240)
         partitions: dict[bytes, set[int]] = defaultdict(set)

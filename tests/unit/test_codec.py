@@ -43,12 +43,26 @@ def test_reply_carries_lineage() -> None:
         b"\xff\xfe",
         b"[1,2]",
         b'{"type": "x"}',
-        json.dumps({"id": "nope", "type": "x", "created_at": "2026-01-01T00:00:00",
-                    "payload": {}}).encode(),
-        json.dumps({"id": str(uuid.uuid4()), "type": "x", "created_at": "2026-01-01T00:00:00",
-                    "payload": []}).encode(),
-        json.dumps({"id": str(uuid.uuid4()), "type": "x", "created_at": "2026-01-01T00:00:00",
-                    "payload": {}, "schema_version": 99}).encode(),
+        json.dumps(
+            {"id": "nope", "type": "x", "created_at": "2026-01-01T00:00:00", "payload": {}}
+        ).encode(),
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "x",
+                "created_at": "2026-01-01T00:00:00",
+                "payload": [],
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "x",
+                "created_at": "2026-01-01T00:00:00",
+                "payload": {},
+                "schema_version": 99,
+            }
+        ).encode(),
     ],
 )
 def test_malformed_records_raise_message_error(value: bytes | None) -> None:

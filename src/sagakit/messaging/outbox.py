@@ -47,6 +47,7 @@ WHERE lane IN (
 )
 ORDER BY id
 LIMIT $1
+FOR UPDATE
 """
 
 _DELETE = "DELETE FROM sagakit_outbox WHERE id = ANY($1::bigint[])"
