@@ -46,12 +46,15 @@ async def run_smoke(info: StackInfo, settings: Settings, *, messages: int = 100)
     group = f"smoke-{uuid.uuid4().hex[:8]}"
     run_id = uuid.uuid4().hex[:8]
     seen: set[int] = set()
+    all_seen = asyncio.Event()
     router = Router()
 
     @router.handles(TOPIC, Ping)
     async def handle(ctx: MessageContext, ping: Ping) -> None:
         if ctx.envelope.correlation_id == run_id:
             seen.add(ping.n)
+            if len(seen) == messages:
+                all_seen.set()
 
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     producer = transport.producer()
@@ -73,9 +76,7 @@ async def run_smoke(info: StackInfo, settings: Settings, *, messages: int = 100)
                     for n in range(messages)
                 ),
             )
-        async with asyncio.timeout(60):
-            while len(seen) < messages:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(all_seen.wait(), 60)
         elapsed = time.monotonic() - began
     finally:
         stop.set()

@@ -1,0 +1,21 @@
+"""The saga framework: definitions, state, and the pure engine that decides transitions."""
+
+from sagakit.saga.definition import Action, SagaDefinition, Step, StepKind
+from sagakit.saga.engine import Command, Decision, Replied, Started, TimedOut, decide, start
+from sagakit.saga.state import SagaState, SagaStatus
+
+__all__ = [
+    "Action",
+    "Command",
+    "Decision",
+    "Replied",
+    "SagaDefinition",
+    "SagaState",
+    "SagaStatus",
+    "Started",
+    "Step",
+    "StepKind",
+    "TimedOut",
+    "decide",
+    "start",
+]

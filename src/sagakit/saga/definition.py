@@ -1,0 +1,115 @@
+"""How a saga is defined: ordered steps, each a command with the replies that mean success or
+failure, the compensation that undoes it, and its policy.
+
+    ORDER_SAGA = SagaDefinition(
+        name="order",
+        steps=(
+            Step("create_order", compensation=Action("order.cancel", "order.cancelled")),
+            Step("reserve_stock", Action("inventory.reserve", "inventory.reserved"),
+                 failure=("inventory.failed",),
+                 compensation=Action("inventory.release", "inventory.released")),
+            ...
+        ),
+    )
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class StepKind(StrEnum):
+    COMPENSATABLE = "compensatable"
+    """Can fail; undone by its compensation if a later step fails."""
+    PIVOT = "pivot"
+    """The point of no return: once it succeeds, the saga only goes forward."""
+    RETRIABLE = "retriable"
+    """After the pivot: cannot fail, is re-sent until it succeeds."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """A command and the reply that acknowledges it."""
+
+    command: str
+    """Message type sent, e.g. ``inventory.reserve``."""
+    done: str
+    """Reply type meaning success, e.g. ``inventory.reserved``."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: Action | None = None
+    """What the step asks a participant to do. None: the local transaction that started the
+    saga (only the first step), already done when the saga begins."""
+    failure: tuple[str, ...] = ()
+    """Reply types meaning the participant refused (nothing was changed)."""
+    compensation: Action | None = None
+    """What undoes the step. Must be idempotent and safe when there is nothing to undo."""
+    kind: StepKind = StepKind.COMPENSATABLE
+    timeout: float = 5.0
+    """Seconds to wait for a reply before re-sending the command."""
+    max_attempts: int = 3
+    """Sends before giving up and compensating (RETRIABLE steps and compensations are re-sent
+    without limit)."""
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    steps: tuple[Step, ...]
+    deadline: float = 60.0
+    """Seconds a saga may take before the pivot; past it, it compensates."""
+    compensation_timeout: float = 5.0
+    """Seconds between re-sends of an unacknowledged compensation."""
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: step names repeat: {names}")
+        if not self.steps:
+            raise ValueError(f"{self.name}: a saga needs steps")
+        if any(s.action is None for s in self.steps[1:]):
+            raise ValueError(f"{self.name}: only the first step may have no action")
+        pivots = [i for i, s in enumerate(self.steps) if s.kind is StepKind.PIVOT]
+        if len(pivots) > 1:
+            raise ValueError(f"{self.name}: at most one pivot step")
+        if pivots:
+            after = self.steps[pivots[0] + 1 :]
+            if any(s.kind is not StepKind.RETRIABLE for s in after):
+                raise ValueError(f"{self.name}: steps after the pivot must be retriable")
+            before = self.steps[: pivots[0]]
+            if any(s.kind is not StepKind.COMPENSATABLE for s in before):
+                raise ValueError(f"{self.name}: steps before the pivot must be compensatable")
+        for s in self.steps:
+            if s.kind is StepKind.RETRIABLE and s.failure:
+                raise ValueError(f"{self.name}.{s.name}: a retriable step cannot fail")
+        types = [t for s in self.steps for t in self._replies(s)]
+        if len(set(types)) != len(types):
+            raise ValueError(f"{self.name}: a reply type may belong to one step only")
+
+    @staticmethod
+    def _replies(step: Step) -> tuple[str, ...]:
+        done = (step.action.done,) if step.action else ()
+        comp = (step.compensation.done,) if step.compensation else ()
+        return (*done, *step.failure, *comp)
+
+    @property
+    def reply_types(self) -> tuple[str, ...]:
+        return tuple(t for s in self.steps for t in self._replies(s))
+
+    @property
+    def command_types(self) -> tuple[str, ...]:
+        out = []
+        for s in self.steps:
+            if s.action:
+                out.append(s.action.command)
+            if s.compensation:
+                out.append(s.compensation.command)
+        return tuple(out)
+
+    @property
+    def pivot(self) -> int | None:
+        return next((i for i, s in enumerate(self.steps) if s.kind is StepKind.PIVOT), None)
