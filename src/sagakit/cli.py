@@ -69,19 +69,102 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.handled == result.sent else 1
 
 
+def _up(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+    import time
+
+    from sagakit.config import Settings
+    from sagakit.fleet import Fleet
+    from sagakit.services.host import Mode
+
+    settings = Settings.from_env()
+    info = DevStack(settings).up()
+    ports = {
+        "order": args.order_port,
+        "inventory": args.inventory_port,
+        "payment": args.payment_port,
+        "orchestrator": args.orchestrator_port,
+    }
+    fleet = Fleet(info, settings, mode=Mode(args.mode), ports=ports, log_dir=settings.home / "logs")
+    asyncio.run(fleet.start())
+    print(f"sagakit is up in {args.mode} mode")
+    print(f"  PostgreSQL  {info.database_url}")
+    print(f"  Kafka       {info.kafka_bootstrap}")
+    for name, sp in fleet.processes.items():
+        print(f"  {name:<13}{sp.url}  (API docs {sp.url}/docs, log {sp.log})")
+    print("Ctrl-C stops everything.")
+    stopped = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopped:
+            time.sleep(0.5)
+            for name, sp in fleet.processes.items():
+                if sp.proc is not None and sp.proc.poll() is not None:
+                    print(f"{name} exited with {sp.proc.returncode}; see {sp.log}")
+                    stopped = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.stop()
+        if not args.keep_stack:
+            DevStack(settings).down()
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sagakit.audit import audit
+    from sagakit.config import Settings
+
+    settings = Settings.from_env()
+    server = settings.database_url
+    if server is None:
+        info = DevStack(settings).status()
+        if info is None:
+            print("no database configured and no dev stack running", file=sys.stderr)
+            return 2
+        server = info.database_url
+    report = asyncio.run(audit(server, settings))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.orders.items())) or "no orders"
+    print(f"orders: {counts}")
+    for line in report.violations:
+        print(f"VIOLATION {line}")
+    print("invariants hold" if report.clean else f"{len(report.violations)} violation(s)")
+    return 0 if report.clean else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagakit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="the local PostgreSQL + Kafka stack")
     dev_sub = dev.add_subparsers(dest="action", required=True)
-    up = dev_sub.add_parser("up", help="start (or reuse) the stack")
-    up.add_argument("--timeout", type=float, default=30.0)
+    dev_up = dev_sub.add_parser("up", help="start (or reuse) the stack")
+    dev_up.add_argument("--timeout", type=float, default=30.0)
     down = dev_sub.add_parser("down", help="stop what the stack started")
     down.add_argument("--wipe", action="store_true", help="also delete the database files")
     status = dev_sub.add_parser("status", help="what runs where")
     status.add_argument("--json", action="store_true")
     dev.set_defaults(func=_dev)
+
+    up = sub.add_parser("up", help="start the stack and the services; Ctrl-C stops them")
+    up.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
+    up.add_argument("--order-port", type=int, default=8001)
+    up.add_argument("--inventory-port", type=int, default=8002)
+    up.add_argument("--payment-port", type=int, default=8003)
+    up.add_argument("--orchestrator-port", type=int, default=8004)
+    up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
+    up.set_defaults(func=_up)
+
+    check = sub.add_parser("check", help="audit the saga invariants across the databases")
+    check.set_defaults(func=_check)
 
     demo = sub.add_parser("demo", help="start the stack and run the demo")
     demo.add_argument("--messages", type=int, default=100)

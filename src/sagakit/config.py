@@ -60,6 +60,21 @@ class Settings:
     """Consumer group session timeout: how long a dead consumer holds its partitions."""
     heartbeat_interval_ms: int = 500
     """Consumer heartbeat interval."""
+    namespace: str = ""
+    """Prefix of topic, consumer group and database names: several deployments (or test
+    runs) can share one cluster and one PostgreSQL server."""
+
+    def database(self, name: str) -> str:
+        """The namespaced name of a service database."""
+        return f"{self.namespace}_{name}" if self.namespace else name
+
+    def group(self, name: str) -> str:
+        """The namespaced name of a consumer group."""
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    @property
+    def database_names(self) -> tuple[str, ...]:
+        return tuple(self.database(d) for d in self.databases)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +88,7 @@ class Settings:
             fetch_max_wait_ms=_int(env, "SAGAKIT_FETCH_MAX_WAIT_MS", 20, minimum=1),
             session_timeout_ms=_int(env, "SAGAKIT_SESSION_TIMEOUT_MS", 6000, minimum=1000),
             heartbeat_interval_ms=_int(env, "SAGAKIT_HEARTBEAT_INTERVAL_MS", 500, minimum=100),
+            namespace=_names(env, "SAGAKIT_NAMESPACE", ("",))[0],
         )
 
 

@@ -30,5 +30,11 @@ ORDER_FLOW_TOPICS: tuple[str, ...] = (
 )
 
 
-def declared_topics() -> tuple[str, ...]:
-    return (*ORDER_FLOW_TOPICS, DEAD_LETTERS)
+def topic_name(namespace: str, name: str) -> str:
+    """Topics of a namespace are prefixed with it, so several deployments (or test runs)
+    can share one cluster without reading each other's messages."""
+    return f"{namespace}.{name}" if namespace else name
+
+
+def declared_topics(namespace: str = "") -> tuple[str, ...]:
+    return tuple(topic_name(namespace, t) for t in (*ORDER_FLOW_TOPICS, DEAD_LETTERS))

@@ -127,12 +127,13 @@ class DevStack:
     async def _provision(self, info: StackInfo, limit: float) -> None:
         s = self.settings
         try:
-            await asyncio.wait_for(ensure_databases(info.database_url, s.databases), limit)
+            await asyncio.wait_for(ensure_databases(info.database_url, s.database_names), limit)
         except Exception as exc:
             raise StackError(f"PostgreSQL at {info.database_url} unreachable: {exc!r}") from exc
         try:
             await asyncio.wait_for(
-                ensure_topics(info.kafka_bootstrap, declared_topics(), s.partitions), limit
+                ensure_topics(info.kafka_bootstrap, declared_topics(s.namespace), s.partitions),
+                limit,
             )
         except Exception as exc:
             raise StackError(f"Kafka at {info.kafka_bootstrap} unreachable: {exc!r}") from exc

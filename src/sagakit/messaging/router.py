@@ -20,6 +20,7 @@ from sagakit.db.pool import Connection
 from sagakit.errors import MessageError
 from sagakit.messaging import outbox
 from sagakit.messaging.envelope import Envelope
+from sagakit.topics import topic_name
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[["MessageContext", Any], Awaitable[None]]
@@ -33,6 +34,7 @@ class MessageContext:
     envelope: Envelope
     tx: Connection
     group: str
+    namespace: str = ""
     outgoing: list[Envelope] = field(default_factory=list)
 
     async def publish(
@@ -45,6 +47,7 @@ class MessageContext:
         message_id: uuid.UUID | None = None,
     ) -> Envelope:
         """Queue a message caused by this one, in this transaction (outbox)."""
+        topic = topic or topic_name(self.namespace, type)
         msg = self.envelope.reply(type, payload, topic=topic, key=key, message_id=message_id)
         await outbox.add(self.tx, msg)
         self.outgoing.append(msg)
@@ -68,7 +71,11 @@ class Route:
 
 
 class Router:
-    def __init__(self) -> None:
+    """Handlers by message type. Each type is read from the topic of the same name,
+    prefixed with ``namespace`` when one is set."""
+
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace
         self.routes: dict[str, Route] = {}
 
     def handles(
@@ -95,7 +102,7 @@ class Router:
     ) -> None:
         if type in self.routes:
             raise ValueError(f"a handler for {type!r} is already registered")
-        self.routes[type] = Route(type, topic or type, model, handler)
+        self.routes[type] = Route(type, topic or topic_name(self.namespace, type), model, handler)
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from sagakit.messaging.envelope import Envelope, derived_id
 from sagakit.messaging.retry import RetryPolicy, is_retriable
 from sagakit.messaging.router import MessageContext, Route, Router
 from sagakit.messaging.transport.port import Record, TopicPartition, Transport
-from sagakit.topics import DEAD_LETTERS
+from sagakit.topics import DEAD_LETTERS, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class ConsumerOptions:
     """How long a poll waits for records; also how soon a stop request is noticed."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     dead_letter_topic: str = DEAD_LETTERS
+    """Where undeliverable records go (prefixed with the router's namespace)."""
     batch_transactions: bool = True
     """Handle each partition's batch in one transaction (falls back to one per message)."""
 
@@ -86,6 +88,8 @@ class ConsumerRuntime:
         self.pool = pool
         self.options = options or ConsumerOptions()
         self.stats = ConsumerStats()
+        self.last_poll: float = 0.0
+        """Monotonic time of the last successful poll (health checks read it)."""
         self._stop = asyncio.Event()
 
     # -- loop ----------------------------------------------------------------------------
@@ -102,6 +106,7 @@ class ConsumerRuntime:
                         max_records=self.options.max_records,
                         timeout_ms=self.options.poll_timeout_ms,
                     )
+                    self.last_poll = time.monotonic()
                     if not batches:
                         continue
                     offsets = await self._process_all(batches)
@@ -160,7 +165,8 @@ class ConsumerRuntime:
         """Inbox claim + handler, in the caller's transaction. False for a duplicate."""
         if not await inbox.claim(conn, self.group, p.envelope.message_id):
             return False
-        await p.route.handler(MessageContext(p.envelope, conn, self.group), p.payload)
+        ctx = MessageContext(p.envelope, conn, self.group, self.router.namespace)
+        await p.route.handler(ctx, p.payload)
         return True
 
     async def _one(self, rec: Record, parsed: _Parsed | Exception) -> None:
@@ -218,7 +224,9 @@ class ConsumerRuntime:
                             conn,
                             [
                                 (
-                                    self.options.dead_letter_topic,
+                                    topic_name(
+                                        self.router.namespace, self.options.dead_letter_topic
+                                    ),
                                     (rec.key or b"").decode("utf-8", "replace"),
                                     uuid.uuid4(),
                                     rec.value or b"",

@@ -59,7 +59,10 @@ class Decision:
 
 
 def _payload(state: SagaState) -> dict[str, Any]:
-    return {"saga_id": state.saga_id, **state.data}
+    body = {"saga_id": state.saga_id, **state.data}
+    if state.reason is not None:
+        body["reason"] = state.reason
+    return body
 
 
 def _send_forward(d: SagaDefinition, state: SagaState, now: float) -> Decision:

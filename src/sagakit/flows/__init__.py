@@ -1,0 +1,1 @@
+"""The sagas this project ships: the order flow, orchestrated and choreographed."""

@@ -1,0 +1,54 @@
+"""Inventory's HTTP API: products, their stock and price."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from sagakit.services.host import runtime_of
+
+routes = APIRouter()
+
+
+class ProductIn(BaseModel):
+    stock: int = Field(ge=0, le=1_000_000_000, description="units available to sell")
+    price_cents: int = Field(ge=0, le=10**12)
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    available: int
+    reserved: int
+    sold: int
+    price_cents: int
+
+
+@routes.put("/products/{product_id}", response_model=ProductOut)
+async def put_product(product_id: str, body: ProductIn, request: Request) -> ProductOut:
+    """Set a product's available stock and price (stock held by running sagas is kept)."""
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO products (product_id, available, initial, price_cents)
+            VALUES ($1, $2, $2, $3)
+            ON CONFLICT (product_id) DO UPDATE SET
+                available = EXCLUDED.available,
+                initial = EXCLUDED.available + products.reserved + products.sold,
+                price_cents = EXCLUDED.price_cents
+            RETURNING *
+            """,
+            product_id,
+            body.stock,
+            body.price_cents,
+        )
+    assert row is not None
+    return ProductOut(**{k: row[k] for k in ProductOut.model_fields})
+
+
+@routes.get("/products/{product_id}", response_model=ProductOut)
+async def get_product(product_id: str, request: Request) -> ProductOut:
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM products WHERE product_id = $1", product_id)
+    if row is None:
+        raise HTTPException(404, f"no product {product_id}")
+    return ProductOut(**{k: row[k] for k in ProductOut.model_fields})

@@ -1,0 +1,28 @@
+"""Payloads of the order flow's messages, shared by every service and both modes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OrderRef(BaseModel):
+    """Every order-flow message names its order (which is also the saga id and the key)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_id: str = Field(min_length=1)
+
+
+class OrderDetails(OrderRef):
+    customer_id: str
+    product_id: str
+    quantity: int = Field(gt=0)
+
+
+class Priced(OrderDetails):
+    amount_cents: int = Field(ge=0)
+
+
+class Outcome(OrderRef):
+    reason: str | None = None
+    amount_cents: int | None = None

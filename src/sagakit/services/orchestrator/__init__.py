@@ -1,0 +1,37 @@
+"""The orchestrator service: holds saga state and drives the order saga over Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sagakit.db import MigrationSet
+from sagakit.errors import ConfigError
+from sagakit.flows.order_saga import ORDER_SAGA
+from sagakit.messaging import Router
+from sagakit.services.host import Mode, Runtime, ServiceSpec
+from sagakit.services.orchestrator.api import routes
+from sagakit.services.orchestrator.engine_runtime import Orchestrator
+
+
+def _orchestrator(namespace: str) -> Orchestrator:
+    return Orchestrator(ORDER_SAGA, starts_on="order.created", namespace=namespace)
+
+
+def router(mode: Mode, namespace: str) -> Router:
+    if mode is not Mode.ORCHESTRATION:
+        raise ConfigError("the orchestrator runs in orchestration mode only")
+    return _orchestrator(namespace).router()
+
+
+async def timers(rt: Runtime, stop: asyncio.Event) -> None:
+    await _orchestrator(rt.settings.namespace).run_timers(rt.pool, stop)
+
+
+SPEC = ServiceSpec(
+    name="orchestrator",
+    database="orchestrator",
+    migrations=MigrationSet.from_package("orchestrator", "sagakit.services.orchestrator"),
+    routes=routes,
+    router=router,
+    background=(timers,),
+)

@@ -1,0 +1,125 @@
+"""The orchestrator runtime: feeds the pure engine from messages and timers, and writes the
+new state, its log entry and its commands (outbox) in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import asyncpg
+
+from sagakit.db import Connection
+from sagakit.messaging import MessageContext, Router, derived_id, new_message, outbox
+from sagakit.saga import (
+    Decision,
+    Replied,
+    SagaDefinition,
+    SagaState,
+    Started,
+    TimedOut,
+    decide,
+    start,
+)
+from sagakit.services.orchestrator import store
+from sagakit.topics import topic_name
+
+log = logging.getLogger(__name__)
+
+
+class Orchestrator:
+    """Runs the sagas of one definition, started by ``starts_on`` messages."""
+
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        *,
+        starts_on: str,
+        namespace: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.definition = definition
+        self.starts_on = starts_on
+        self.namespace = namespace
+        self.clock = clock
+
+    def router(self) -> Router:
+        r = Router(self.namespace)
+        r.add(self.starts_on, self.on_start)
+        for reply in self.definition.reply_types:
+            r.add(reply, self.on_reply)
+        return r
+
+    async def on_start(self, ctx: MessageContext, payload: Mapping[str, Any]) -> None:
+        env = ctx.envelope
+        saga_id = env.correlation_id or env.key
+        decision = start(self.definition, Started(saga_id, payload, self.clock()))
+        if not await store.insert(ctx.tx, decision.state):
+            return  # started already (the same order announced twice)
+        saved = decision.state.evolve(version=1)
+        await self._write(ctx.tx, saved, decision, env.type, env.message_id)
+
+    async def on_reply(self, ctx: MessageContext, payload: Mapping[str, Any]) -> None:
+        env = ctx.envelope
+        saga_id = env.correlation_id or env.key
+        state = await store.load(ctx.tx, saga_id)
+        if state is None:
+            log.warning("reply %s for unknown saga %s ignored", env.type, saga_id)
+            return
+        decision = decide(self.definition, state, Replied(env.type, payload, self.clock()))
+        if decision.changed:
+            saved = await store.save(ctx.tx, decision.state)
+            await self._write(ctx.tx, saved, decision, env.type, env.message_id)
+
+    async def fire_timers(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
+        """Handle every saga whose timer is due; safe with several replicas."""
+        now = self.clock()
+        async with pool.acquire() as conn, conn.transaction():
+            states = await store.due(conn, now, limit)
+            for state in states:
+                decision = decide(self.definition, state, TimedOut(now))
+                if decision.changed:
+                    saved = await store.save(conn, decision.state)
+                    await self._write(conn, saved, decision, "timer", None)
+        return len(states)
+
+    async def run_timers(
+        self, pool: asyncpg.Pool, stop: asyncio.Event, *, interval: float = 0.2
+    ) -> None:
+        while not stop.is_set():
+            try:
+                fired = await self.fire_timers(pool)
+            except Exception:
+                log.exception("timer loop error; continuing")
+                fired = 0
+            if not fired:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+    async def _write(
+        self,
+        tx: Connection,
+        state: SagaState,
+        decision: Decision,
+        event: str,
+        cause: uuid.UUID | None,
+    ) -> None:
+        step = self.definition.steps[state.step].name
+        await store.log(tx, state, step, event, decision.note, [c.type for c in decision.commands])
+        messages = [
+            new_message(
+                c.type,
+                c.payload,
+                key=state.saga_id,
+                topic=topic_name(self.namespace, c.type),
+                correlation_id=state.saga_id,
+                causation_id=cause,
+                message_id=derived_id(state.saga_id, c.type, c.attempt),
+            )
+            for c in decision.commands
+        ]
+        await outbox.add(tx, *messages)

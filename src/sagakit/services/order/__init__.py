@@ -1,0 +1,14 @@
+"""The order service: takes orders over HTTP and starts their sagas."""
+
+from sagakit.db import MigrationSet
+from sagakit.services.host import ServiceSpec
+from sagakit.services.order.api import routes
+from sagakit.services.order.handlers import router
+
+SPEC = ServiceSpec(
+    name="order",
+    database="orders",
+    migrations=MigrationSet.from_package("order", "sagakit.services.order"),
+    routes=routes,
+    router=router,
+)

@@ -1,0 +1,4 @@
+from sagakit.services.host import serve
+from sagakit.services.order import SPEC
+
+serve(SPEC)

@@ -1,0 +1,47 @@
+"""Payment's HTTP API: customers and their money."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from sagakit.services.host import runtime_of
+
+routes = APIRouter()
+
+
+class CustomerIn(BaseModel):
+    balance_cents: int = Field(ge=0, le=10**15)
+
+
+class CustomerOut(BaseModel):
+    customer_id: str
+    balance_cents: int
+    charged_cents: int
+    refunded_cents: int
+
+
+@routes.put("/customers/{customer_id}", response_model=CustomerOut)
+async def put_customer(customer_id: str, body: CustomerIn, request: Request) -> CustomerOut:
+    """Set a customer's balance (what they can still spend)."""
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO customers (customer_id, balance_cents) VALUES ($1, $2)
+            ON CONFLICT (customer_id) DO UPDATE SET balance_cents = EXCLUDED.balance_cents
+            RETURNING *
+            """,
+            customer_id,
+            body.balance_cents,
+        )
+    assert row is not None
+    return CustomerOut(**{k: row[k] for k in CustomerOut.model_fields})
+
+
+@routes.get("/customers/{customer_id}", response_model=CustomerOut)
+async def get_customer(customer_id: str, request: Request) -> CustomerOut:
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM customers WHERE customer_id = $1", customer_id)
+    if row is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    return CustomerOut(**{k: row[k] for k in CustomerOut.model_fields})
