@@ -83,19 +83,30 @@ def test_declined_payment_releases_stock_then_cancels() -> None:
 def test_payment_timeouts_resend_then_refund_release_cancel() -> None:
     t = D.steps[2].timeout
     state, sent = run(
-        ("inventory.reserved", OK), 1 + t, 1 + 2 * t + 1, 1 + 3 * t + 2,
-        ("payment.refunded", OK), ("inventory.released", OK), ("order.cancelled", OK),
+        ("inventory.reserved", OK),
+        1 + t,
+        1 + 2 * t + 1,
+        1 + 3 * t + 2,
+        ("payment.refunded", OK),
+        ("inventory.released", OK),
+        ("order.cancelled", OK),
     )
     assert sent == [
-        "inventory.reserve", "payment.process", "payment.process", "payment.process",
-        "payment.refund", "inventory.release", "order.cancel",
+        "inventory.reserve",
+        "payment.process",
+        "payment.process",
+        "payment.process",
+        "payment.refund",
+        "inventory.release",
+        "order.cancel",
     ]
     assert state.status is SagaStatus.FAILED and state.reason == "take_payment timed out"
 
 
 def test_after_the_pivot_steps_are_resent_without_limit() -> None:
     state, sent = run(
-        ("inventory.reserved", OK), ("payment.success", OK),
+        ("inventory.reserved", OK),
+        ("payment.success", OK),
         *(float(100 * n) for n in range(1, 30)),
     )
     assert state.status is SagaStatus.RUNNING
@@ -167,8 +178,11 @@ def test_every_state_and_reply(state: SagaState, reply: str) -> None:
     # a change answers what the state was waiting for
     step = D.steps[state.step]
     expected = (
-        {step.action.done, *step.failure} if state.status is SagaStatus.RUNNING and step.action
-        else {step.compensation.done} if step.compensation else set()
+        {step.action.done, *step.failure}
+        if state.status is SagaStatus.RUNNING and step.action
+        else {step.compensation.done}
+        if step.compensation
+        else set()
     )
     assert reply in expected
     assert len(decision.commands) == (0 if new.status.terminal else 1)
