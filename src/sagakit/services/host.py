@@ -138,7 +138,17 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         except (OSError, asyncpg.PostgresError, TimeoutError):
             db = False
         broker = rt.healthy()
-        body = {"service": spec.name, "mode": rt.mode, "database": db, "broker": broker}
+        stats = rt.consumer.stats
+        body = {
+            "service": spec.name,
+            "mode": rt.mode,
+            "database": db,
+            "broker": broker,
+            "handled": stats.handled,
+            "duplicates": stats.duplicates,
+            "dead_lettered": stats.dead_lettered,
+            "published": rt.relay.published,
+        }
         return JSONResponse(body, status_code=200 if db and broker else 503)
 
     return app

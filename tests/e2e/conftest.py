@@ -1,0 +1,122 @@
+"""End-to-end fixtures: the services as separate processes on the session's stack, in a
+namespace of their own (topics, groups, databases), once per saga mode."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sagakit.config import Settings
+from sagakit.devstack import StackInfo
+from sagakit.devstack.processes import free_port
+from sagakit.fleet import Fleet
+from sagakit.services.host import Mode
+
+MODES = [Mode.ORCHESTRATION]
+
+
+@pytest.fixture(scope="session", params=MODES, ids=lambda m: m.value)
+async def fleet(
+    request: pytest.FixtureRequest, stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Fleet]:
+    mode: Mode = request.param
+    settings = Settings(
+        namespace=f"e2e{uuid.uuid4().hex[:8]}",
+        session_timeout_ms=3000,
+        fetch_max_wait_ms=20,
+    )
+    ports = {name: free_port() for name in ("order", "inventory", "payment", "orchestrator")}
+    replicas = {"orchestrator": 2} if mode is Mode.ORCHESTRATION else {}
+    ports["orchestrator"] = _pair_of_free_ports() if replicas else ports["orchestrator"]
+    fleet = Fleet(
+        stack,
+        settings,
+        mode=mode,
+        ports=ports,
+        replicas=replicas,
+        log_dir=Path(tmp_path_factory.mktemp(f"logs-{mode.value}")),
+    )
+    await fleet.start(timeout=90)
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def _pair_of_free_ports() -> int:
+    """A port p with p + 10 free too (the second replica takes p + 10)."""
+    import socket
+
+    for _ in range(100):
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 10))
+                return p
+            except OSError:
+                continue
+    raise RuntimeError("no pair of free ports")
+
+
+class Shop:
+    """A thin client of the services' HTTP APIs."""
+
+    def __init__(self, fleet: Fleet, client: httpx.AsyncClient) -> None:
+        self.fleet = fleet
+        self.http = client
+
+    async def product(self, stock: int, price_cents: int) -> str:
+        pid = f"p-{uuid.uuid4().hex[:8]}"
+        r = await self.http.put(
+            f"{self.fleet.url('inventory')}/products/{pid}",
+            json={"stock": stock, "price_cents": price_cents},
+        )
+        r.raise_for_status()
+        return pid
+
+    async def customer(self, balance_cents: int) -> str:
+        cid = f"c-{uuid.uuid4().hex[:8]}"
+        r = await self.http.put(
+            f"{self.fleet.url('payment')}/customers/{cid}", json={"balance_cents": balance_cents}
+        )
+        r.raise_for_status()
+        return cid
+
+    async def order(
+        self, customer: str, product: str, quantity: int, key: str | None = None
+    ) -> str:
+        headers = {"Idempotency-Key": key} if key else {}
+        r = await self.http.post(
+            f"{self.fleet.url('order')}/orders",
+            json={"customer_id": customer, "product_id": product, "quantity": quantity},
+            headers=headers,
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "PENDING"
+        return str(r.json()["order_id"])
+
+    async def get(self, service: str, path: str) -> dict[str, object]:
+        r = await self.http.get(f"{self.fleet.url(service)}{path}")
+        r.raise_for_status()
+        body: dict[str, object] = r.json()
+        return body
+
+    async def settled(self, order_id: str, timeout: float = 90) -> dict[str, object]:
+        """Wait until the order leaves PENDING; return it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                order = await self.get("order", f"/orders/{order_id}")
+                if order["status"] != "PENDING":
+                    return order
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def shop(fleet: Fleet) -> AsyncIterator[Shop]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Shop(fleet, client)

@@ -1,0 +1,140 @@
+"""The order saga end to end: services as processes, real PostgreSQL and broker. Every
+scenario runs in each saga mode the fleet fixture is parametrized with."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+from sagakit.audit import audit
+from sagakit.fleet import Fleet
+from tests.e2e.conftest import Shop
+
+
+async def assert_invariants(fleet: Fleet) -> None:
+    report = await audit(fleet.stack.database_url, fleet.settings)
+    assert report.violations == []
+
+
+async def test_happy_path(shop: Shop) -> None:
+    product, customer = await shop.product(stock=10, price_cents=250), await shop.customer(10_000)
+    order = await shop.settled(await shop.order(customer, product, 2))
+    assert order["status"] == "CONFIRMED" and order["amount_cents"] == 500
+    stock = await shop.get("inventory", f"/products/{product}")
+    assert (stock["available"], stock["reserved"], stock["sold"]) == (8, 0, 2)
+    money = await shop.get("payment", f"/customers/{customer}")
+    assert (money["balance_cents"], money["charged_cents"]) == (9_500, 500)
+    await assert_invariants(shop.fleet)
+
+
+async def test_out_of_stock_cancels_without_charging(shop: Shop) -> None:
+    product, customer = await shop.product(stock=1, price_cents=100), await shop.customer(10_000)
+    order = await shop.settled(await shop.order(customer, product, 2))
+    assert order["status"] == "CANCELLED" and order["reason"] == "out of stock"
+    money = await shop.get("payment", f"/customers/{customer}")
+    assert (money["balance_cents"], money["charged_cents"]) == (10_000, 0)
+    stock = await shop.get("inventory", f"/products/{product}")
+    assert (stock["available"], stock["reserved"]) == (1, 0)
+    await assert_invariants(shop.fleet)
+
+
+async def test_declined_payment_releases_the_stock(shop: Shop) -> None:
+    product, customer = await shop.product(stock=5, price_cents=100), await shop.customer(150)
+    order = await shop.settled(await shop.order(customer, product, 2))
+    assert order["status"] == "CANCELLED" and order["reason"] == "insufficient funds"
+    stock = await shop.get("inventory", f"/products/{product}")
+    assert (stock["available"], stock["reserved"], stock["sold"]) == (5, 0, 0)
+    money = await shop.get("payment", f"/customers/{customer}")
+    assert money["balance_cents"] == 150
+    await assert_invariants(shop.fleet)
+
+
+async def test_a_hundred_orders_for_ten_units(shop: Shop) -> None:
+    product = await shop.product(stock=10, price_cents=100)
+    customers = [await shop.customer(1_000) for _ in range(20)]
+    ids = await asyncio.gather(*(shop.order(customers[n % 20], product, 1) for n in range(100)))
+    orders = await asyncio.gather(*(shop.settled(i) for i in ids))
+    statuses = [o["status"] for o in orders]
+    assert statuses.count("CONFIRMED") == 10 and statuses.count("CANCELLED") == 90
+    stock = await shop.get("inventory", f"/products/{product}")
+    assert (stock["available"], stock["reserved"], stock["sold"]) == (0, 0, 10)
+    await assert_invariants(shop.fleet)
+
+
+async def test_duplicate_idempotency_key_starts_one_saga(shop: Shop) -> None:
+    product, customer = await shop.product(stock=10, price_cents=100), await shop.customer(1_000)
+    key = str(uuid.uuid4())
+    ids = await asyncio.gather(*(shop.order(customer, product, 3, key=key) for _ in range(5)))
+    assert len(set(ids)) == 1
+    order = await shop.settled(ids[0])
+    assert order["status"] == "CONFIRMED"
+    stock = await shop.get("inventory", f"/products/{product}")
+    assert stock["sold"] == 3, "one saga, one reservation"
+    reused = await shop.http.post(
+        f"{shop.fleet.url('order')}/orders",
+        json={"customer_id": customer, "product_id": product, "quantity": 4},
+        headers={"Idempotency-Key": key},
+    )
+    assert reused.status_code == 409
+    await assert_invariants(shop.fleet)
+
+
+async def test_invalid_requests_get_4xx_with_a_reason(shop: Shop) -> None:
+    url = f"{shop.fleet.url('order')}/orders"
+    bad = [
+        b"not json",
+        b"[]",
+        b'{"customer_id": "c", "product_id": "p"}',
+        b'{"customer_id": "c", "product_id": "p", "quantity": 0}',
+        b'{"customer_id": "c", "product_id": "p", "quantity": "three"}',
+        b'{"customer_id": "", "product_id": "p", "quantity": 1}',
+        b'{"customer_id": "c", "product_id": "p", "quantity": 1, "extra": true}',
+    ]
+    for body in bad:
+        r = await shop.http.post(url, content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (body, r.status_code)
+        assert r.json()["detail"], body
+    r = await shop.http.put(f"{shop.fleet.url('inventory')}/products/x", json={"stock": -1})
+    assert r.status_code == 422
+    assert (await shop.http.get(f"{shop.fleet.url('order')}/orders/nope")).status_code == 404
+    health = await shop.get("order", "/health")
+    assert health["database"] is True and health["broker"] is True
+
+
+async def test_participant_killed_mid_saga(shop: Shop) -> None:
+    """SIGKILL the payment service with sagas in flight, restart it: every saga ends, and
+    the books balance."""
+    product, customer = await shop.product(stock=40, price_cents=10), await shop.customer(250)
+    ids = [await shop.order(customer, product, 1) for _ in range(15)]
+    shop.fleet.kill("payment")
+    ids += [await shop.order(customer, product, 1) for _ in range(15)]
+    await asyncio.sleep(1)
+    await shop.fleet.restart("payment")
+    orders = await asyncio.gather(*(shop.settled(i, timeout=120) for i in ids))
+    statuses = [o["status"] for o in orders]
+    assert statuses.count("CONFIRMED") == 25, statuses  # 250 cents buys 25 units
+    money = await shop.get("payment", f"/customers/{customer}")
+    assert money["charged_cents"] - money["refunded_cents"] == 250
+    await assert_invariants(shop.fleet)
+
+
+async def test_check_command_passes_on_the_books(shop: Shop) -> None:
+    env = {
+        **os.environ,
+        "SAGAKIT_DATABASE_URL": shop.fleet.stack.database_url,
+        "SAGAKIT_NAMESPACE": shop.fleet.settings.namespace,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sagakit",
+        "check",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    assert "invariants hold" in out.decode()
