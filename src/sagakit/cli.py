@@ -140,6 +140,14 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+def _diagram(args: argparse.Namespace) -> int:
+    from sagakit.flows.order_saga import ORDER_SAGA
+    from sagakit.saga.diagram import mermaid
+
+    print(mermaid(ORDER_SAGA, started_by="order.created"), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagakit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="audit the saga invariants across the databases")
     check.set_defaults(func=_check)
+
+    diagram = sub.add_parser("diagram", help="print the order saga as a Mermaid flowchart")
+    diagram.set_defaults(func=_diagram)
 
     demo = sub.add_parser("demo", help="start the stack and run the demo")
     demo.add_argument("--messages", type=int, default=100)
