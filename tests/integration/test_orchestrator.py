@@ -1,0 +1,116 @@
+"""The orchestrator runtime on real PostgreSQL: timers with replicas, optimistic writes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sagakit.db import MigrationSet, migrate
+from sagakit.errors import ConcurrencyConflict
+from sagakit.flows.order_saga import ORDER_SAGA
+from sagakit.messaging import MessageContext, new_message
+from sagakit.services.orchestrator import store
+from sagakit.services.orchestrator.engine_runtime import Orchestrator
+
+SAGAS = MigrationSet.from_package("orchestrator", "sagakit.services.orchestrator")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def start_sagas(pool: asyncpg.Pool, orch: Orchestrator, n: int) -> list[str]:
+    ids = [f"order-{i}" for i in range(n)]
+    async with pool.acquire() as conn:
+        await migrate(conn, SAGAS)
+        for saga_id in ids:
+            env = new_message("order.created", {"order_id": saga_id}, key=saga_id)
+            async with conn.transaction():
+                await orch.on_start(MessageContext(env, conn, "orchestrator"), env.payload)
+    return ids
+
+
+async def commands(pool: asyncpg.Pool) -> list[tuple[str, str]]:
+    rows = await pool.fetch("SELECT topic, key FROM sagakit_outbox ORDER BY id")
+    return [(r["topic"], r["key"]) for r in rows]
+
+
+async def test_two_replicas_fire_each_timer_once(fresh_db: str) -> None:
+    clock = Clock()
+    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=clock)
+    pools = [await asyncpg.create_pool(fresh_db, min_size=1, max_size=2) for _ in range(2)]
+    ids = await start_sagas(pools[0], orch, 300)
+    assert len(await commands(pools[0])) == 300  # one inventory.reserve each
+    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+
+    async def replica(pool: asyncpg.Pool) -> int:
+        fired = 0
+        while (n := await orch.fire_timers(pool, limit=20)) > 0:
+            fired += n
+        return fired
+
+    fired = await asyncio.gather(*(replica(p) for p in pools))
+    assert sum(fired) == 300 and all(f > 0 for f in fired), fired
+    sent = await commands(pools[0])
+    assert sorted(k for t, k in sent[300:]) == sorted(ids), "each saga re-sent exactly once"
+    assert {t for t, _ in sent[300:]} == {"inventory.reserve"}
+    for p in pools:
+        await p.close()
+
+
+async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: str) -> None:
+    clock = Clock()
+    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=clock)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    [saga_id] = await start_sagas(pool, orch, 1)
+
+    async def reply(type_: str, **payload: Any) -> None:
+        env = new_message(type_, {"order_id": saga_id, **payload}, key=saga_id)
+        async with pool.acquire() as conn, conn.transaction():
+            await orch.on_reply(MessageContext(env, conn, "orchestrator"), env.payload)
+
+    await reply("inventory.reserved", amount_cents=300)
+    for _ in range(3):
+        clock.now += 10
+        await orch.fire_timers(pool)
+    await reply("payment.refunded")
+    await reply("payment.refunded")  # a duplicate changes nothing
+    await reply("inventory.released")
+    await reply("order.cancelled")
+    sent = [t for t, _ in await commands(pool)]
+    assert sent == [
+        "inventory.reserve",
+        "payment.process",
+        "payment.process",
+        "payment.process",
+        "payment.refund",
+        "inventory.release",
+        "order.cancel",
+    ]
+    async with pool.acquire() as conn:
+        state = await store.load(conn, saga_id)
+        log = await conn.fetch("SELECT status, event FROM saga_log WHERE saga_id = $1", saga_id)
+    assert state is not None and state.status == "FAILED"
+    assert state.reason == "take_payment timed out"
+    assert [r["event"] for r in log][-1] == "order.cancelled"
+    await pool.close()
+
+
+async def test_stale_writes_conflict(fresh_db: str) -> None:
+    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=Clock())
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    [saga_id] = await start_sagas(pool, orch, 1)
+    async with pool.acquire() as conn:
+        state = await store.load(conn, saga_id)
+        assert state is not None
+        await store.save(conn, state.evolve(attempt=2))
+        with pytest.raises(ConcurrencyConflict):
+            await store.save(conn, state.evolve(attempt=3))
+    await pool.close()
