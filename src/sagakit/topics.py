@@ -27,6 +27,7 @@ ORDER_FLOW_TOPICS: tuple[str, ...] = (
     "payment.charged",
     "payment.refund",
     "payment.refunded",
+    "product.updated",
 )
 
 

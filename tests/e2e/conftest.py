@@ -17,7 +17,7 @@ from sagakit.devstack.processes import free_port
 from sagakit.fleet import Fleet
 from sagakit.services.host import Mode
 
-MODES = [Mode.ORCHESTRATION]
+MODES = [Mode.ORCHESTRATION, Mode.CHOREOGRAPHY]
 
 
 @pytest.fixture(scope="session", params=MODES, ids=lambda m: m.value)
@@ -77,7 +77,14 @@ class Shop:
             json={"stock": stock, "price_cents": price_cents},
         )
         r.raise_for_status()
+        await self.price_known(pid)
         return pid
+
+    async def price_known(self, product: str, timeout: float = 30) -> None:
+        """Prices reach the order service as events: wait until this one has."""
+        async with asyncio.timeout(timeout):
+            while (await self.http.get(f"{self.fleet.url('order')}/catalog/{product}")).is_error:
+                await asyncio.sleep(0.02)
 
     async def customer(self, balance_cents: int) -> str:
         cid = f"c-{uuid.uuid4().hex[:8]}"
@@ -107,11 +114,11 @@ class Shop:
         return body
 
     async def settled(self, order_id: str, timeout: float = 90) -> dict[str, object]:
-        """Wait until the order leaves PENDING; return it."""
+        """Wait until the order is CONFIRMED or CANCELLED; return it."""
         async with asyncio.timeout(timeout):
             while True:
                 order = await self.get("order", f"/orders/{order_id}")
-                if order["status"] != "PENDING":
+                if order["status"] not in ("PENDING", "CANCELLING"):
                     return order
                 await asyncio.sleep(0.05)
 

@@ -10,9 +10,8 @@ from sagakit.services.host import Mode
 from tests.e2e.conftest import Shop
 
 
+@pytest.mark.parametrize("fleet", [Mode.ORCHESTRATION], indirect=True, ids=["orchestration"])
 async def test_two_orchestrators_share_the_work(shop: Shop) -> None:
-    if shop.fleet.mode is not Mode.ORCHESTRATION:
-        pytest.skip("no orchestrator in choreography")
     product, customer = await shop.product(stock=100, price_cents=1), await shop.customer(10**6)
     ids = await asyncio.gather(*(shop.order(customer, product, 1) for _ in range(60)))
     orders = await asyncio.gather(*(shop.settled(i) for i in ids))

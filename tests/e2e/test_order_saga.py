@@ -10,6 +10,7 @@ import uuid
 
 from sagakit.audit import audit
 from sagakit.fleet import Fleet
+from sagakit.services.host import Mode
 from tests.e2e.conftest import Shop
 
 
@@ -29,12 +30,17 @@ async def test_happy_path(shop: Shop) -> None:
     await assert_invariants(shop.fleet)
 
 
-async def test_out_of_stock_cancels_without_charging(shop: Shop) -> None:
+async def test_out_of_stock_cancels_and_keeps_no_money(shop: Shop) -> None:
+    """Orchestration reserves first and never charges; choreography charges first and
+    refunds. Either way the customer ends with their money."""
     product, customer = await shop.product(stock=1, price_cents=100), await shop.customer(10_000)
     order = await shop.settled(await shop.order(customer, product, 2))
     assert order["status"] == "CANCELLED" and order["reason"] == "out of stock"
     money = await shop.get("payment", f"/customers/{customer}")
-    assert (money["balance_cents"], money["charged_cents"]) == (10_000, 0)
+    assert money["balance_cents"] == 10_000
+    assert money["charged_cents"] == money["refunded_cents"]
+    if shop.fleet.mode is Mode.CHOREOGRAPHY:
+        assert money["refunded_cents"] == 200, "the refund the seed left out"
     stock = await shop.get("inventory", f"/products/{product}")
     assert (stock["available"], stock["reserved"]) == (1, 0)
     await assert_invariants(shop.fleet)

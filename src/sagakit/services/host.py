@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
@@ -148,8 +148,26 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             "duplicates": stats.duplicates,
             "dead_lettered": stats.dead_lettered,
             "published": rt.relay.published,
+            **{k: v for k, v in rt.extra.items() if isinstance(v, int)},
         }
         return JSONResponse(body, status_code=200 if db and broker else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> str:
+        """Prometheus text format."""
+        rt: Runtime = request.app.state.runtime
+        s = rt.consumer.stats
+        values = {
+            "sagakit_messages_handled_total": s.handled,
+            "sagakit_messages_duplicate_total": s.duplicates,
+            "sagakit_messages_retried_total": s.retries,
+            "sagakit_messages_dead_lettered_total": s.dead_lettered,
+            "sagakit_outbox_published_total": rt.relay.published,
+        }
+        if "stuck_orders" in rt.extra:
+            values["sagakit_stuck_orders"] = rt.extra["stuck_orders"]
+        label = f'{{service="{spec.name}"}}'
+        return "".join(f"{k}{label} {v}\n" for k, v in values.items())
 
     return app
 

@@ -17,10 +17,26 @@ class OrderDetails(OrderRef):
     customer_id: str
     product_id: str
     quantity: int = Field(gt=0)
+    reason: str | None = None
+    """Why the saga is compensating, when it is."""
 
 
 class Priced(OrderDetails):
     amount_cents: int = Field(ge=0)
+
+
+class Placed(OrderDetails):
+    """``order.created``: the amount is known when the order service has the product's
+    price (replicated from ``product.updated``); None otherwise."""
+
+    amount_cents: int | None = Field(default=None, ge=0)
+
+
+class ProductPriced(BaseModel):
+    """``product.updated``: inventory announces a product's price."""
+
+    product_id: str
+    price_cents: int = Field(ge=0)
 
 
 class Outcome(OrderRef):

@@ -5,7 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from sagakit.messaging import new_message, outbox
 from sagakit.services.host import runtime_of
+from sagakit.services.messages import ProductPriced
+from sagakit.topics import topic_name
 
 routes = APIRouter()
 
@@ -26,7 +29,8 @@ class ProductOut(BaseModel):
 @routes.put("/products/{product_id}", response_model=ProductOut)
 async def put_product(product_id: str, body: ProductIn, request: Request) -> ProductOut:
     """Set a product's available stock and price (stock held by running sagas is kept)."""
-    async with runtime_of(request).pool.acquire() as conn:
+    rt = runtime_of(request)
+    async with rt.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             """
             INSERT INTO products (product_id, available, initial, price_cents)
@@ -41,7 +45,10 @@ async def put_product(product_id: str, body: ProductIn, request: Request) -> Pro
             body.stock,
             body.price_cents,
         )
-    assert row is not None
+        assert row is not None
+        priced = ProductPriced(product_id=product_id, price_cents=body.price_cents)
+        topic = topic_name(rt.settings.namespace, "product.updated")
+        await outbox.add(conn, new_message("product.updated", priced, key=product_id, topic=topic))
     return ProductOut(**{k: row[k] for k in ProductOut.model_fields})
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from sagakit.messaging import MessageContext, Router
 from sagakit.services.host import Mode
 from sagakit.services.inventory import stock
-from sagakit.services.messages import OrderDetails, OrderRef
+from sagakit.services.messages import OrderDetails, OrderRef, Priced
 
 
 def router(mode: Mode, namespace: str) -> Router:
     r = Router(namespace)
-    r.add("inventory.reserve", reserve, OrderDetails)
-    r.add("inventory.release", release, OrderDetails)
-    r.add("inventory.complete", complete, OrderRef)
+    if mode is Mode.ORCHESTRATION:
+        r.add("inventory.reserve", reserve, OrderDetails)
+        r.add("inventory.release", release, OrderDetails)
+        r.add("inventory.complete", complete, OrderRef)
+    else:
+        r.add("payment.charged", sell, Priced)
     return r
 
 
@@ -23,6 +26,17 @@ async def reserve(ctx: MessageContext, cmd: OrderDetails) -> None:
         await ctx.publish("inventory.reserved", body)
     else:
         await ctx.publish("inventory.failed", {**body, "reason": outcome.reason})
+
+
+async def sell(ctx: MessageContext, event: Priced) -> None:
+    """Choreography: the order is paid, so reserved stock is sold at once (nothing after
+    this step can fail). Out of stock: ``inventory.failed``, and payment refunds."""
+    outcome = await stock.reserve(ctx.tx, event.order_id, event.product_id, event.quantity)
+    if outcome.ok:
+        await stock.complete(ctx.tx, event.order_id)
+        await ctx.publish("inventory.reserved", event.model_dump())
+    else:
+        await ctx.publish("inventory.failed", {**event.model_dump(), "reason": outcome.reason})
 
 
 async def release(ctx: MessageContext, cmd: OrderDetails) -> None:

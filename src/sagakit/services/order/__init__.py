@@ -4,6 +4,7 @@ from sagakit.db import MigrationSet
 from sagakit.services.host import ServiceSpec
 from sagakit.services.order.api import routes
 from sagakit.services.order.handlers import router
+from sagakit.services.order.stuck import watch
 
 SPEC = ServiceSpec(
     name="order",
@@ -11,4 +12,5 @@ SPEC = ServiceSpec(
     migrations=MigrationSet.from_package("order", "sagakit.services.order"),
     routes=routes,
     router=router,
+    background=(watch,),
 )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sagakit.messaging import new_message, outbox
 from sagakit.services.host import runtime_of
 from sagakit.services.order.lifecycle import OrderStatus
+from sagakit.services.order.stuck import stuck_after
 from sagakit.topics import topic_name
 
 routes = APIRouter()
@@ -82,9 +83,13 @@ async def place_order(
             if not same:
                 raise HTTPException(409, "Idempotency-Key was used for a different order")
             return JSONResponse({"order_id": row["order_id"], "status": row["status"]}, 202)
+        price = await conn.fetchval(
+            "SELECT price_cents FROM prices WHERE product_id = $1", body.product_id
+        )
+        amount = None if price is None else int(price) * body.quantity
         event = new_message(
             "order.created",
-            {"order_id": order_id, **body.model_dump()},
+            {"order_id": order_id, **body.model_dump(), "amount_cents": amount},
             key=order_id,
             topic=topic_name(rt.settings.namespace, "order.created"),
         )
@@ -101,15 +106,42 @@ async def get_order(order_id: str, request: Request) -> OrderOut:
     return _out(row)
 
 
+class Price(BaseModel):
+    product_id: str
+    price_cents: int
+
+
+@routes.get("/catalog/{product_id}", response_model=Price)
+async def get_price(product_id: str, request: Request) -> Price:
+    """The price this service knows for a product (replicated from inventory's events)."""
+    async with runtime_of(request).pool.acquire() as conn:
+        price = await conn.fetchval(
+            "SELECT price_cents FROM prices WHERE product_id = $1", product_id
+        )
+    if price is None:
+        raise HTTPException(404, f"no price known for {product_id}")
+    return Price(product_id=product_id, price_cents=price)
+
+
 @routes.get("/orders", response_model=OrderPage)
 async def list_orders(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(description="cursor from the previous page")] = None,
     status: OrderStatus | None = None,
+    stuck: Annotated[
+        bool, Query(description="only orders unsettled for longer than the stuck deadline")
+    ] = False,
 ) -> OrderPage:
     """Orders oldest first, paged by cursor."""
-    where, args = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
+    if stuck:
+        args.append(runtime_of(request).extra.get("stuck_after") or stuck_after())
+        where.append(
+            "status IN ('PENDING', 'CANCELLING')"
+            f" AND created_at < now() - make_interval(secs => ${len(args)})"
+        )
     if after:
         try:
             ts, oid = after.split("|", 1)

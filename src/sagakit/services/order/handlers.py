@@ -1,20 +1,42 @@
-"""The order service's message handlers, wired per saga mode."""
+"""The order service's message handlers, wired per saga mode.
+
+Orchestration: the orchestrator commands ``order.confirm`` / ``order.cancel``, and the order
+service acknowledges. Choreography: the order service reacts to the other services' events.
+In both modes it keeps a replica of product prices.
+"""
 
 from __future__ import annotations
 
 from sagakit.messaging import MessageContext, Router
 from sagakit.services.host import Mode
-from sagakit.services.messages import Outcome
+from sagakit.services.messages import Outcome, ProductPriced
 from sagakit.services.order.lifecycle import OrderStatus, transition
 
 
 def router(mode: Mode, namespace: str) -> Router:
     r = Router(namespace)
-    r.add("order.confirm", confirm, Outcome)
-    r.add("order.cancel", cancel, Outcome)
+    r.add("product.updated", price_changed, ProductPriced)
+    if mode is Mode.ORCHESTRATION:
+        r.add("order.confirm", confirm, Outcome)
+        r.add("order.cancel", cancel, Outcome)
+    else:
+        r.add("inventory.reserved", confirmed, Outcome)
+        r.add("payment.failed", cancelled, Outcome)
+        r.add("inventory.failed", cancelling, Outcome)
+        r.add("payment.refunded", cancelled, Outcome)
     return r
 
 
+async def price_changed(ctx: MessageContext, event: ProductPriced) -> None:
+    await ctx.tx.execute(
+        "INSERT INTO prices (product_id, price_cents) VALUES ($1, $2) ON CONFLICT (product_id)"
+        " DO UPDATE SET price_cents = EXCLUDED.price_cents, updated_at = now()",
+        event.product_id,
+        event.price_cents,
+    )
+
+
+# -- orchestration: commands, acknowledged ----------------------------------------------
 async def confirm(ctx: MessageContext, cmd: Outcome) -> None:
     await transition(ctx.tx, cmd.order_id, OrderStatus.CONFIRMED, amount_cents=cmd.amount_cents)
     await ctx.publish("order.confirmed", {"order_id": cmd.order_id})
@@ -23,3 +45,17 @@ async def confirm(ctx: MessageContext, cmd: Outcome) -> None:
 async def cancel(ctx: MessageContext, cmd: Outcome) -> None:
     await transition(ctx.tx, cmd.order_id, OrderStatus.CANCELLED, reason=cmd.reason)
     await ctx.publish("order.cancelled", {"order_id": cmd.order_id})
+
+
+# -- choreography: events, reacted to -----------------------------------------------------
+async def confirmed(ctx: MessageContext, event: Outcome) -> None:
+    await transition(ctx.tx, event.order_id, OrderStatus.CONFIRMED, amount_cents=event.amount_cents)
+
+
+async def cancelling(ctx: MessageContext, event: Outcome) -> None:
+    """Stock ran out after payment: wait for the refund before cancelling."""
+    await transition(ctx.tx, event.order_id, OrderStatus.CANCELLING, reason=event.reason)
+
+
+async def cancelled(ctx: MessageContext, event: Outcome) -> None:
+    await transition(ctx.tx, event.order_id, OrderStatus.CANCELLED, reason=event.reason)

@@ -3,10 +3,16 @@ or reordered event) is refused, so an order cannot end up confirmed after it was
 
     PENDING ──confirm──▶ CONFIRMED
        │
-       └──cancel──▶ CANCELLED
+       ├──cancel──▶ CANCELLED
+       │                ▲
+       └──cancelling──▶ CANCELLING ──(money back)──┘
 
-While PENDING the order is locked by its saga (a semantic lock): nothing but the saga's
-outcome changes it.
+CANCELLING (choreography only): stock ran out after the payment was taken; the order waits
+for its refund before it is CANCELLED. An event that arrives after a later one superseded it
+(``inventory.failed`` after the refund already cancelled the order) is ignored.
+
+While PENDING or CANCELLING the order is locked by its saga (a semantic lock): nothing but
+the saga's events changes it.
 """
 
 from __future__ import annotations
@@ -19,15 +25,28 @@ from sagakit.errors import SagakitError
 
 class OrderStatus(StrEnum):
     PENDING = "PENDING"
+    CANCELLING = "CANCELLING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
 
+    @property
+    def settled(self) -> bool:
+        return self in (OrderStatus.CONFIRMED, OrderStatus.CANCELLED)
+
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED}),
+    OrderStatus.PENDING: frozenset(
+        {OrderStatus.CONFIRMED, OrderStatus.CANCELLING, OrderStatus.CANCELLED}
+    ),
+    OrderStatus.CANCELLING: frozenset({OrderStatus.CANCELLED}),
     OrderStatus.CONFIRMED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
 }
+
+SUPERSEDED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CANCELLED: frozenset({OrderStatus.CANCELLING}),
+}
+"""Targets that a state has already gone past: moving there again is a late event."""
 
 
 class IllegalTransition(SagakitError):
@@ -42,14 +61,14 @@ async def transition(
     reason: str | None = None,
     amount_cents: int | None = None,
 ) -> bool:
-    """Move the order to ``to``. True if it moved, False if it already was there (a
-    duplicate). Raises :class:`IllegalTransition` for anything else."""
+    """Move the order to ``to``. True if it moved, False if it already was there or past it
+    (a duplicate or late event). Raises :class:`IllegalTransition` for anything else."""
     current = await tx.fetchval(
         "SELECT status FROM orders WHERE order_id = $1 FOR UPDATE", order_id
     )
     if current is None:
         raise IllegalTransition(f"no order {order_id}")
-    if current == to:
+    if current == to or to in SUPERSEDED.get(OrderStatus(current), ()):
         return False
     if to not in TRANSITIONS[OrderStatus(current)]:
         raise IllegalTransition(f"order {order_id}: {current} -> {to} is not allowed")

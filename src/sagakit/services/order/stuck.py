@@ -1,0 +1,50 @@
+"""Stuck-saga detection: an order unsettled (PENDING or CANCELLING) for longer than
+``SAGAKIT_STUCK_AFTER_S`` seconds (default 60) is reported in the log, counted in
+``/health`` and ``/metrics``, and listed by ``GET /orders?stuck=true``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from sagakit.errors import ConfigError
+from sagakit.services.host import Runtime
+
+log = logging.getLogger(__name__)
+
+_QUERY = """
+SELECT order_id FROM orders
+WHERE status IN ('PENDING', 'CANCELLING') AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT 20
+"""
+
+
+def stuck_after() -> float:
+    raw = os.environ.get("SAGAKIT_STUCK_AFTER_S", "60")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"SAGAKIT_STUCK_AFTER_S={raw!r} is not a number") from None
+
+
+async def watch(rt: Runtime, stop: asyncio.Event, *, interval: float = 5.0) -> None:
+    limit = rt.extra["stuck_after"] = stuck_after()
+    rt.extra["stuck_orders"] = 0
+    while not stop.is_set():
+        try:
+            async with rt.pool.acquire() as conn:
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING')"
+                    " AND created_at < now() - make_interval(secs => $1)",
+                    limit,
+                )
+                if count:
+                    sample = [r["order_id"] for r in await conn.fetch(_QUERY, limit)]
+                    log.warning("%d order(s) stuck for over %.0f s, e.g. %s", count, limit, sample)
+            rt.extra["stuck_orders"] = int(count)
+        except Exception:
+            log.exception("stuck-order check failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
