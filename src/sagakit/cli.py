@@ -49,24 +49,11 @@ def _dev(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sagakit.config import Settings
-    from sagakit.smoke import run_smoke
+    from sagakit.loadgen.demo import run_demo
+    from sagakit.services.host import Mode
 
-    settings = Settings.from_env()
-    stack = DevStack(settings)
-    was_running = stack.status() is not None
-    info = stack.up()
-    print(f"stack ready: PostgreSQL {info.database_url}, Kafka {info.kafka_bootstrap}")
-    try:
-        result = asyncio.run(run_smoke(info, settings, messages=args.messages))
-    finally:
-        if not (args.keep_running or was_running):
-            stack.down()
-    print(
-        f"smoke check: {result.handled}/{result.sent} messages went outbox -> Kafka -> inbox"
-        f" in {result.seconds * 1000:.0f} ms"
-    )
-    return 0 if result.handled == result.sent else 1
+    result = asyncio.run(run_demo(Mode(args.mode), args.orders, keep_running=args.keep_running))
+    return 0 if result.ok else 1
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -177,9 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = sub.add_parser("diagram", help="print the order saga as a Mermaid flowchart")
     diagram.set_defaults(func=_diagram)
 
-    demo = sub.add_parser("demo", help="start the stack and run the demo")
-    demo.add_argument("--messages", type=int, default=100)
-    demo.add_argument("--keep-running", action="store_true", help="leave the stack up")
+    demo = sub.add_parser("demo", help="start everything and run orders through every path")
+    demo.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
+    demo.add_argument("--orders", type=int, default=300)
+    demo.add_argument("--keep-running", action="store_true", help="leave the services and stack up")
     demo.set_defaults(func=_demo)
     return parser
 

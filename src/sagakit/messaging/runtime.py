@@ -1,9 +1,10 @@
 """The consumer runtime: poll, handle through the inbox, commit, never die of one message.
 
-Per poll, each partition's records are handled in order, partitions concurrently. Fast path:
-one database transaction for a partition's whole batch (one inbox row per message inside it).
-If anything in that batch fails, the transaction rolls back and the records are handled one
-per transaction, so a bad message costs only itself:
+Per poll, records are handled in order, one partition after another. Fast path: one database
+transaction for the whole poll (one inbox row per message inside it): few commits, and no
+lock waits or deadlocks between this consumer's own transactions. If anything in it fails,
+the transaction rolls back and the records are handled one per transaction, so a bad
+message costs only itself:
 
 - retriable error: retried with exponential backoff and jitter, up to the policy's limit;
 - non-retriable or exhausted: the record goes to the dead-letter topic, with the error and
@@ -48,7 +49,7 @@ class ConsumerOptions:
     dead_letter_topic: str = DEAD_LETTERS
     """Where undeliverable records go (prefixed with the router's namespace)."""
     batch_transactions: bool = True
-    """Handle each partition's batch in one transaction (falls back to one per message)."""
+    """Handle each poll's records in one transaction (falls back to one per message)."""
 
 
 @dataclass
@@ -121,33 +122,47 @@ class ConsumerRuntime:
     async def _process_all(
         self, batches: dict[TopicPartition, list[Record]]
     ) -> dict[TopicPartition, int]:
-        results = await asyncio.gather(*(self._process(recs) for recs in batches.values()))
-        return {tp: nxt for tp, nxt in zip(batches, results, strict=True) if nxt is not None}
-
-    async def _process(self, records: Sequence[Record]) -> int | None:
-        """Handle one partition's records in order; return the next offset to commit."""
-        items = [(r, self._parse(r)) for r in records]
+        """Handle a poll's records; return the next offset to commit per partition."""
+        items = [(r, self._parse(r)) for records in batches.values() for r in records]
         if (
             self.options.batch_transactions
             and len(items) > 1
             and all(isinstance(p, _Parsed) for _, p in items)
         ):
             with contextlib.suppress(Exception):
-                handled = dups = 0
-                async with self.pool.acquire() as conn, conn.transaction():
-                    for _, p in items:
-                        assert isinstance(p, _Parsed)
-                        if await self._handle(conn, p):
-                            handled += 1
-                        else:
-                            dups += 1
-                self.stats.handled += handled
-                self.stats.duplicates += dups
-                self.stats.batches += 1
-                return records[-1].offset + 1
-        for rec, parsed in items:
+                return await self._in_one_transaction(batches, items)
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            nxt = await self._one_by_one(records)
+            if nxt is not None:
+                offsets[tp] = nxt
+            if self._stop.is_set():
+                break
+        return offsets
+
+    async def _in_one_transaction(
+        self,
+        batches: dict[TopicPartition, list[Record]],
+        items: list[tuple[Record, _Parsed | Exception]],
+    ) -> dict[TopicPartition, int]:
+        handled = dups = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            for _, p in items:
+                assert isinstance(p, _Parsed)
+                if await self._handle(conn, p):
+                    handled += 1
+                else:
+                    dups += 1
+        self.stats.handled += handled
+        self.stats.duplicates += dups
+        self.stats.batches += 1
+        return {tp: records[-1].offset + 1 for tp, records in batches.items()}
+
+    async def _one_by_one(self, records: Sequence[Record]) -> int | None:
+        """Handle one partition's records, one transaction each; return the next offset."""
+        for rec in records:
             try:
-                await self._one(rec, parsed)
+                await self._one(rec, self._parse(rec))
             except _Stopping:
                 return rec.offset if rec is not records[0] else None
         return records[-1].offset + 1

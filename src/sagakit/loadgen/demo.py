@@ -1,0 +1,135 @@
+"""``sagakit demo``: a few hundred orders through every path of the saga, watched live."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sagakit.audit import AuditReport, audit
+from sagakit.config import database_url
+from sagakit.loadgen.client import Placed, ShopClient
+from sagakit.loadgen.observer import Observer
+from sagakit.loadgen.scenario import EXPECTED, PATHS, pick, seed
+from sagakit.loadgen.session import running_shop
+from sagakit.loadgen.stats import Summary
+from sagakit.services.host import Mode
+
+
+@dataclass
+class DemoResult:
+    mode: Mode
+    outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    latency: dict[str, Summary] = field(default_factory=dict)
+    overall: Summary | None = None
+    unexpected: list[str] = field(default_factory=list)
+    refunded_cents: int = 0
+    audit: AuditReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.unexpected and self.audit is not None and self.audit.clean
+
+
+async def run_demo(
+    mode: Mode,
+    orders: int,
+    *,
+    keep_running: bool = False,
+    console: Console | None = None,
+    concurrency: int = 16,
+    seed_value: int = 7,
+) -> DemoResult:
+    console = console or Console()
+    result = DemoResult(mode)
+    rng = random.Random(seed_value)
+    async with running_shop("demo", mode, keep_running=keep_running) as (info, fleet):
+        urls = {name: sp.url for name, sp in fleet.processes.items()}
+        console.print(f"[bold]sagakit demo[/] - {mode.value} mode, {orders} orders")
+        for name, url in urls.items():
+            console.print(f"  {name:<13} {url}")
+        client = ShopClient(urls)
+        shop = await seed(client)
+        orders_db = database_url(info.database_url, fleet.settings.database("orders"))
+        latencies: dict[str, list[float]] = defaultdict(list)
+        async with Observer(orders_db) as observer:
+            with Progress(
+                TextColumn("sagas"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as progress:
+                task = progress.add_task("sagas", total=orders)
+                gate = asyncio.Semaphore(concurrency)
+
+                async def one() -> None:
+                    customer, product, qty, path = pick(shop, rng, failures=0.3)
+                    async with gate:
+                        placed: Placed = await client.order(customer, product, qty, path)
+                    settled = await asyncio.wait_for(observer.wait(placed.order_id), 120)
+                    result.outcomes[path][settled.status] += 1
+                    latencies[path].append((settled.settled_at - placed.sent_at) * 1000)
+                    status, reason = EXPECTED[path]
+                    if settled.status != status or (reason and settled.reason != reason):
+                        result.unexpected.append(
+                            f"{placed.order_id} ({path}): {settled.status} {settled.reason}"
+                        )
+                    progress.advance(task)
+
+                await asyncio.gather(*(one() for _ in range(orders)))
+        for path, values in latencies.items():
+            result.latency[path] = Summary.of(values)
+        result.overall = Summary.of([v for vs in latencies.values() for v in vs])
+        for cid in (*shop.rich, *shop.poor):
+            r = await client.http.get(f"{urls['payment']}/customers/{cid}")
+            result.refunded_cents += int(r.json()["refunded_cents"])
+        await client.close()
+        result.audit = await audit(info.database_url, fleet.settings)
+        render(result, console)
+        if keep_running:
+            console.print(
+                "\nServices keep running (API docs at <url>/docs). Stop them with"
+                " Ctrl-C in `sagakit up`, or `sagakit dev down` for the stack."
+            )
+            console.print("Audit again: SAGAKIT_NAMESPACE=demo sagakit check")
+    return result
+
+
+def render(result: DemoResult, console: Console) -> None:
+    table = Table(title=f"Outcomes ({result.mode.value})")
+    for col in ("path", "orders", "CONFIRMED", "CANCELLED", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for path in PATHS:
+        c, s = result.outcomes.get(path, Counter()), result.latency.get(path)
+        table.add_row(
+            path,
+            str(sum(c.values())),
+            str(c["CONFIRMED"]),
+            str(c["CANCELLED"]),
+            f"{s.p50:.0f}" if s else "-",
+            f"{s.p99:.0f}" if s else "-",
+        )
+    if result.overall:
+        o = result.overall
+        table.add_row("all", str(o.count), "", "", f"{o.p50:.0f}", f"{o.p99:.0f}", style="bold")
+    console.print(table)
+    console.print(f"refunded: {result.refunded_cents / 100:.2f} (choreography refunds stock-outs)")
+    if result.unexpected:
+        console.print(f"[red]{len(result.unexpected)} unexpected outcome(s)[/], e.g.")
+        for line in result.unexpected[:5]:
+            console.print(f"  {line}")
+    a = result.audit
+    if a is not None:
+        if a.clean:
+            console.print("[green]sagakit check: invariants hold[/]")
+        else:
+            console.print(f"[red]sagakit check: {len(a.violations)} violation(s)[/]")
+            for line in a.violations[:10]:
+                console.print(f"  {line}")
