@@ -48,12 +48,56 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
+    import json
 
     from sagakit.loadgen.demo import run_demo
     from sagakit.services.host import Mode
 
-    result = asyncio.run(run_demo(Mode(args.mode), args.orders, keep_running=args.keep_running))
+    result = asyncio.run(
+        run_demo(
+            Mode(args.mode),
+            args.orders,
+            keep_running=args.keep_running,
+            ports=_ports(args.port_base),
+        )
+    )
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result.to_json(), out, indent=2)
     return 0 if result.ok else 1
+
+
+def _ports(base: int) -> dict[str, int]:
+    names = ("order", "inventory", "payment", "orchestrator")
+    return {name: base + i for i, name in enumerate(names)}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from rich.console import Console
+
+    from sagakit.loadgen.bench import run_bench
+    from sagakit.loadgen.report import render_bench
+    from sagakit.services.host import Mode
+
+    result = asyncio.run(
+        run_bench(
+            Mode(args.mode),
+            duration=args.duration,
+            warmup=args.warmup,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            failures=args.failures,
+            ports=_ports(args.port_base),
+        )
+    )
+    render_bench(result, Console())
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result.to_json(), out, indent=2)
+    return 0 if result.check_clean and result.completed > 0 else 1
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -164,10 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = sub.add_parser("diagram", help="print the order saga as a Mermaid flowchart")
     diagram.set_defaults(func=_diagram)
 
+    bench = sub.add_parser("bench", help="measure throughput (closed loop) or latency (--rate)")
+    bench.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
+    bench.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    bench.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
+    bench.add_argument("--rate", type=float, help="open loop at this many orders/s")
+    bench.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
+    bench.add_argument("--failures", type=float, default=0.1, help="share of failing orders")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
+    bench.set_defaults(func=_bench)
+
     demo = sub.add_parser("demo", help="start everything and run orders through every path")
     demo.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
     demo.add_argument("--orders", type=int, default=300)
     demo.add_argument("--keep-running", action="store_true", help="leave the services and stack up")
+    demo.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    demo.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
     demo.set_defaults(func=_demo)
     return parser
 

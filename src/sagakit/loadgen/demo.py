@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,6 +32,18 @@ class DemoResult:
     refunded_cents: int = 0
     audit: AuditReport | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "outcomes": {p: dict(c) for p, c in self.outcomes.items()},
+            "latency_ms": {p: asdict(s) for p, s in self.latency.items()},
+            "overall_ms": asdict(self.overall) if self.overall else None,
+            "unexpected": self.unexpected,
+            "refunded_cents": self.refunded_cents,
+            "check_clean": bool(self.audit and self.audit.clean),
+            "violations": self.audit.violations if self.audit else [],
+        }
+
     @property
     def ok(self) -> bool:
         return not self.unexpected and self.audit is not None and self.audit.clean
@@ -44,11 +57,13 @@ async def run_demo(
     console: Console | None = None,
     concurrency: int = 16,
     seed_value: int = 7,
+    ports: dict[str, int] | None = None,
 ) -> DemoResult:
     console = console or Console()
     result = DemoResult(mode)
     rng = random.Random(seed_value)
-    async with running_shop("demo", mode, keep_running=keep_running) as (info, fleet):
+    shop_ctx = running_shop("demo", mode, keep_running=keep_running, ports=ports)
+    async with shop_ctx as (info, fleet):
         urls = {name: sp.url for name, sp in fleet.processes.items()}
         console.print(f"[bold]sagakit demo[/] - {mode.value} mode, {orders} orders")
         for name, url in urls.items():

@@ -1,0 +1,104 @@
+"""The README's demo and the benchmark, run as a user would (small sizes), against the test
+session's stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from sagakit.devstack import StackInfo
+from sagakit.devstack.processes import free_port
+
+
+async def run_cli(stack: StackInfo, *args: str) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "SAGAKIT_DATABASE_URL": stack.database_url,
+        "SAGAKIT_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "SAGAKIT_SESSION_TIMEOUT_MS": "3000",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sagakit",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 240)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+def port_base() -> int:
+    """Four consecutive free ports (free_port gives one; try until the next three are free)."""
+    import socket
+
+    for _ in range(200):
+        base = free_port()
+        try:
+            for p in range(base, base + 4):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no four consecutive free ports")
+
+
+async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path) -> None:
+    report = tmp_path / "demo.json"
+    code, out = await run_cli(
+        stack,
+        "demo",
+        "--mode",
+        "choreography",
+        "--orders",
+        "60",
+        "--json",
+        str(report),
+        "--port-base",
+        str(port_base()),
+    )
+    assert code == 0, out
+    result = json.loads(report.read_text())
+    outcomes = result["outcomes"]
+    assert set(outcomes) == {"success", "out of stock", "declined payment"}
+    assert outcomes["success"] == {"CONFIRMED": outcomes["success"]["CONFIRMED"]}
+    assert set(outcomes["out of stock"]) == {"CANCELLED"}
+    assert set(outcomes["declined payment"]) == {"CANCELLED"}
+    assert sum(sum(c.values()) for c in outcomes.values()) == 60
+    assert result["unexpected"] == [] and result["check_clean"] is True
+    assert result["refunded_cents"] > 0, "choreography refunds the stock-outs"
+    assert result["overall_ms"]["count"] == 60 and result["overall_ms"]["p50"] > 0
+    assert "invariants hold" in out and "Outcomes (choreography)" in out
+
+
+async def test_bench_smoke_reports_sane_figures(stack: StackInfo, tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    code, out = await run_cli(
+        stack,
+        "bench",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--concurrency",
+        "4",
+        "--json",
+        str(report),
+        "--port-base",
+        str(port_base()),
+    )
+    assert code == 0, out
+    r = json.loads(report.read_text())
+    assert r["loop"] == "closed" and r["completed"] > 0 and r["sagas_per_s"] > 0
+    overall = r["latency_ms"]["all"]
+    assert overall["count"] > 0 and 0 < overall["p50"] <= overall["p99"] <= overall["max"]
+    assert {"order", "inventory", "payment", "orchestrator"} <= set(r["cpu_percent"])
+    assert all(v > 0 for v in r["rss_max_mb"].values())
+    assert r["check_clean"] is True and r["unsettled"] == 0
