@@ -33,7 +33,9 @@ async def start_sagas(pool: asyncpg.Pool, orch: Orchestrator, n: int) -> list[st
         for saga_id in ids:
             env = new_message("order.created", {"order_id": saga_id}, key=saga_id)
             async with conn.transaction():
-                await orch.on_start(MessageContext(env, conn, "orchestrator"), env.payload)
+                ctx = MessageContext(env, conn, "orchestrator")
+                await orch.on_start(ctx, env.payload)
+                await ctx.flush()
     return ids
 
 
@@ -74,7 +76,9 @@ async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: s
     async def reply(type_: str, **payload: Any) -> None:
         env = new_message(type_, {"order_id": saga_id, **payload}, key=saga_id)
         async with pool.acquire() as conn, conn.transaction():
-            await orch.on_reply(MessageContext(env, conn, "orchestrator"), env.payload)
+            ctx = MessageContext(env, conn, "orchestrator")
+            await orch.on_reply(ctx, env.payload)
+            await ctx.flush()
 
     await reply("inventory.reserved", amount_cents=300)
     for _ in range(3):
@@ -110,7 +114,8 @@ async def test_stale_writes_conflict(fresh_db: str) -> None:
     async with pool.acquire() as conn:
         state = await store.load(conn, saga_id)
         assert state is not None
-        await store.save(conn, state.evolve(attempt=2))
+        entry = store.LogEntry("reserve_stock", "test", "", [])
+        await store.save(conn, state.evolve(attempt=2), entry)
         with pytest.raises(ConcurrencyConflict):
-            await store.save(conn, state.evolve(attempt=3))
+            await store.save(conn, state.evolve(attempt=3), entry)
     await pool.close()

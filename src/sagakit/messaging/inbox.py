@@ -9,6 +9,7 @@ at-least-once delivery.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sagakit.db.pool import Connection
@@ -22,6 +23,19 @@ ON CONFLICT DO NOTHING RETURNING true
 async def claim(tx: Connection, group: str, message_id: uuid.UUID) -> bool:
     """True the first time ``group`` sees ``message_id``; False for a duplicate."""
     return bool(await tx.fetchval(_CLAIM, group, message_id))
+
+
+async def claim_many(
+    tx: Connection, group: str, message_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Claim a batch in one statement; return the ids seen for the first time."""
+    rows = await tx.fetch(
+        "INSERT INTO sagakit_inbox (consumer_group, message_id)"
+        " SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING RETURNING message_id",
+        group,
+        list(message_ids),
+    )
+    return {r["message_id"] for r in rows}
 
 
 async def prune(conn: Connection, older_than: timedelta) -> int:

@@ -60,6 +60,8 @@ def lane_of(key: str) -> int:
 async def add(tx: Connection, *messages: Envelope) -> None:
     """Queue ``messages`` for publication. Call inside the transaction whose effects they
     announce: they are published if and only if it commits."""
+    if not messages:
+        return
     await add_raw(
         tx,
         [(m.topic, m.key, m.message_id, encode_value(m), dict(m.headers)) for m in messages],

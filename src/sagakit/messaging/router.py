@@ -29,13 +29,27 @@ Handler = Callable[["MessageContext", Any], Awaitable[None]]
 @dataclass
 class MessageContext:
     """What a handler gets besides its payload: the message, and the transaction that will
-    record it as handled."""
+    record it as handled.
+
+    Messages it publishes are collected in ``outgoing`` and written to the outbox in the same
+    transaction, just before it commits (the runtime writes a whole batch's in one
+    statement): they go out if and only if the handler's effects commit."""
 
     envelope: Envelope
     tx: Connection
     group: str
     namespace: str = ""
     outgoing: list[Envelope] = field(default_factory=list)
+
+    def send(self, message: Envelope) -> None:
+        """Queue an already built message."""
+        self.outgoing.append(message)
+
+    async def flush(self) -> None:
+        """Write the queued messages to the outbox now (the runtime does this for you)."""
+        if self.outgoing:
+            await outbox.add(self.tx, *self.outgoing)
+            self.outgoing.clear()
 
     async def publish(
         self,
@@ -46,10 +60,9 @@ class MessageContext:
         key: str | None = None,
         message_id: uuid.UUID | None = None,
     ) -> Envelope:
-        """Queue a message caused by this one, in this transaction (outbox)."""
+        """Queue a message caused by this one (same key, correlation and trace headers)."""
         topic = topic or topic_name(self.namespace, type)
         msg = self.envelope.reply(type, payload, topic=topic, key=key, message_id=message_id)
-        await outbox.add(self.tx, msg)
         self.outgoing.append(msg)
         return msg
 

@@ -145,14 +145,20 @@ class ConsumerRuntime:
         batches: dict[TopicPartition, list[Record]],
         items: list[tuple[Record, _Parsed | Exception]],
     ) -> dict[TopicPartition, int]:
-        handled = dups = 0
+        parsed = [p for _, p in items if isinstance(p, _Parsed)]
+        handled = 0
+        out: list[Envelope] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            for _, p in items:
-                assert isinstance(p, _Parsed)
-                if await self._handle(conn, p):
+            fresh = await inbox.claim_many(
+                conn, self.group, [p.envelope.message_id for p in parsed]
+            )
+            for p in parsed:
+                if p.envelope.message_id in fresh:
+                    fresh.discard(p.envelope.message_id)  # a repeat in this batch is a dup
+                    await self._run_handler(conn, p, out)
                     handled += 1
-                else:
-                    dups += 1
+            await outbox.add(conn, *out)
+        dups = len(parsed) - handled
         self.stats.handled += handled
         self.stats.duplicates += dups
         self.stats.batches += 1
@@ -177,12 +183,18 @@ class ConsumerRuntime:
             return exc
 
     async def _handle(self, conn: Connection, p: _Parsed) -> bool:
-        """Inbox claim + handler, in the caller's transaction. False for a duplicate."""
+        """Inbox claim + handler + its outbox rows, in the caller's transaction. False for a
+        duplicate."""
         if not await inbox.claim(conn, self.group, p.envelope.message_id):
             return False
-        ctx = MessageContext(p.envelope, conn, self.group, self.router.namespace)
-        await p.route.handler(ctx, p.payload)
+        out: list[Envelope] = []
+        await self._run_handler(conn, p, out)
+        await outbox.add(conn, *out)
         return True
+
+    async def _run_handler(self, conn: Connection, p: _Parsed, out: list[Envelope]) -> None:
+        ctx = MessageContext(p.envelope, conn, self.group, self.router.namespace, out)
+        await p.route.handler(ctx, p.payload)
 
     async def _one(self, rec: Record, parsed: _Parsed | Exception) -> None:
         if isinstance(parsed, Exception):

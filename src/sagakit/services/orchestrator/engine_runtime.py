@@ -13,8 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from sagakit.db import Connection
-from sagakit.messaging import MessageContext, Router, derived_id, new_message, outbox
+from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
 from sagakit.saga import (
     Decision,
     Replied,
@@ -58,10 +57,10 @@ class Orchestrator:
         env = ctx.envelope
         saga_id = env.correlation_id or env.key
         decision = start(self.definition, Started(saga_id, payload, self.clock()))
-        if not await store.insert(ctx.tx, decision.state):
-            return  # started already (the same order announced twice)
-        saved = decision.state.evolve(version=1)
-        await self._write(ctx.tx, saved, decision, env.type, env.message_id)
+        saved = await store.insert(ctx.tx, decision.state, self._entry(decision, env.type))
+        if saved is not None:  # else: started already (the same order announced twice)
+            for message in self._commands(saved, decision, env.message_id):
+                ctx.send(message)
 
     async def on_reply(self, ctx: MessageContext, payload: Mapping[str, Any]) -> None:
         env = ctx.envelope
@@ -72,19 +71,22 @@ class Orchestrator:
             return
         decision = decide(self.definition, state, Replied(env.type, payload, self.clock()))
         if decision.changed:
-            saved = await store.save(ctx.tx, decision.state)
-            await self._write(ctx.tx, saved, decision, env.type, env.message_id)
+            saved = await store.save(ctx.tx, decision.state, self._entry(decision, env.type))
+            for message in self._commands(saved, decision, env.message_id):
+                ctx.send(message)
 
     async def fire_timers(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
         """Handle every saga whose timer is due; safe with several replicas."""
         now = self.clock()
         async with pool.acquire() as conn, conn.transaction():
             states = await store.due(conn, now, limit)
+            out = []
             for state in states:
                 decision = decide(self.definition, state, TimedOut(now))
                 if decision.changed:
-                    saved = await store.save(conn, decision.state)
-                    await self._write(conn, saved, decision, "timer", None)
+                    saved = await store.save(conn, decision.state, self._entry(decision, "timer"))
+                    out += self._commands(saved, decision, None)
+            await outbox.add(conn, *out)
         return len(states)
 
     async def run_timers(
@@ -100,17 +102,14 @@ class Orchestrator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval)
 
-    async def _write(
-        self,
-        tx: Connection,
-        state: SagaState,
-        decision: Decision,
-        event: str,
-        cause: uuid.UUID | None,
-    ) -> None:
-        step = self.definition.steps[state.step].name
-        await store.log(tx, state, step, event, decision.note, [c.type for c in decision.commands])
-        messages = [
+    def _entry(self, decision: Decision, event: str) -> store.LogEntry:
+        step = self.definition.steps[decision.state.step].name
+        return store.LogEntry(step, event, decision.note, [c.type for c in decision.commands])
+
+    def _commands(
+        self, state: SagaState, decision: Decision, cause: uuid.UUID | None
+    ) -> list[Envelope]:
+        return [
             new_message(
                 c.type,
                 c.payload,
@@ -122,4 +121,3 @@ class Orchestrator:
             )
             for c in decision.commands
         ]
-        await outbox.add(tx, *messages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -30,13 +31,29 @@ def _state(row: asyncpg.Record) -> SagaState:
     )
 
 
-async def insert(tx: Connection, s: SagaState) -> bool:
-    """Store a new saga; False if one with this id exists already."""
-    created = await tx.fetchval(
-        f"INSERT INTO sagas ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
-        " ON CONFLICT (saga_id) DO NOTHING RETURNING true",
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a saga's timeline."""
+
+    step: str
+    event: str
+    note: str
+    commands: Sequence[str]
+
+
+_LOG = """
+, logged AS (
+    INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)
+    SELECT $1, written.version, $3, $11, $12, $13, $14 FROM written
+)
+SELECT version FROM written
+"""
+
+
+def _args(s: SagaState, entry: LogEntry) -> tuple[object, ...]:
+    return (
         s.saga_id,
-        s.definition,
+        s.version,
         s.status.value,
         s.step,
         s.attempt,
@@ -44,8 +61,24 @@ async def insert(tx: Connection, s: SagaState) -> bool:
         s.reason,
         s.started_at,
         s.due_at,
+        s.definition,
+        entry.step,
+        entry.event,
+        entry.note,
+        list(entry.commands),
     )
-    return bool(created)
+
+
+async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | None:
+    """Store a new saga and its first log line in one statement; None if a saga with this
+    id exists already."""
+    version = await tx.fetchval(
+        "WITH written AS ("
+        f" INSERT INTO sagas ({_COLUMNS}) VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1)"
+        " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
+        *_args(s, entry),
+    )
+    return None if version is None else s.evolve(version=version)
 
 
 async def load(tx: Connection, saga_id: str) -> SagaState | None:
@@ -53,41 +86,22 @@ async def load(tx: Connection, saga_id: str) -> SagaState | None:
     return _state(row) if row else None
 
 
-async def save(tx: Connection, s: SagaState) -> SagaState:
-    """Write ``s`` over the version it was derived from; raise :class:`ConcurrencyConflict`
-    (retriable) if someone else wrote first."""
-    updated = await tx.fetchval(
-        "UPDATE sagas SET status = $3, step = $4, attempt = $5, data = $6, reason = $7,"
-        " due_at = $8, version = version + 1, updated_at = now()"
-        " WHERE saga_id = $1 AND version = $2 RETURNING version",
-        s.saga_id,
-        s.version,
-        s.status.value,
-        s.step,
-        s.attempt,
-        json.dumps(s.data),
-        s.reason,
-        s.due_at,
+async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
+    """Write ``s`` over the version it was derived from, and its log line, in one statement;
+    raise :class:`ConcurrencyConflict` (retriable) if someone else wrote first."""
+    version = await tx.fetchval(
+        "WITH written AS ("
+        " UPDATE sagas SET status = $3, step = $4, attempt = $5, data = $6, reason = $7,"
+        " due_at = $9, version = version + 1, updated_at = now()"
+        # definition and started_at never change; matching them keeps one argument list
+        # for both statements.
+        " WHERE saga_id = $1 AND version = $2 AND definition = $10 AND started_at = $8"
+        " RETURNING version)" + _LOG,
+        *_args(s, entry),
     )
-    if updated is None:
+    if version is None:
         raise ConcurrencyConflict(f"saga {s.saga_id} changed since version {s.version}")
-    return s.evolve(version=updated)
-
-
-async def log(
-    tx: Connection, s: SagaState, step: str, event: str, note: str, commands: Sequence[str]
-) -> None:
-    await tx.execute(
-        "INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        s.saga_id,
-        s.version,
-        s.status.value,
-        step,
-        event,
-        note,
-        list(commands),
-    )
+    return s.evolve(version=version)
 
 
 async def due(tx: Connection, now: float, limit: int) -> list[SagaState]:
