@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from sagakit.loadgen.rawhttp import RawHTTP
+
 
 @dataclass(frozen=True)
 class Placed:
@@ -22,9 +24,11 @@ class ShopClient:
         self.urls = urls
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.http = httpx.AsyncClient(timeout=30, limits=limits)
+        self._orders = RawHTTP(urls["order"], connections=connections)
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self._orders.close()
 
     async def product(self, product_id: str, stock: int, price_cents: int) -> None:
         r = await self.http.put(
@@ -49,9 +53,8 @@ class ShopClient:
 
     async def order(self, customer: str, product: str, quantity: int, path: str) -> Placed:
         sent = time.time()
-        r = await self.http.post(
-            f"{self.urls['order']}/orders",
-            json={"customer_id": customer, "product_id": product, "quantity": quantity},
-        )
-        r.raise_for_status()
-        return Placed(r.json()["order_id"], path, sent)
+        body = {"customer_id": customer, "product_id": product, "quantity": quantity}
+        status, reply = await self._orders.request("POST", "/orders", body)
+        if status != 202:
+            raise RuntimeError(f"POST /orders answered {status}: {reply}")
+        return Placed(reply["order_id"], path, sent)

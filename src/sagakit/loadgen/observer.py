@@ -24,7 +24,7 @@ class Settled:
 
 
 class Observer:
-    def __init__(self, orders_url: str, *, interval: float = 0.005) -> None:
+    def __init__(self, orders_url: str, *, interval: float = 0.01) -> None:
         self.url = orders_url
         self.interval = interval
         self.settled: dict[str, Settled] = {}
