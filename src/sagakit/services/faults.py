@@ -7,13 +7,16 @@ payments. The draw is a hash of the order id, so a re-sent command gets the same
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 
 from sagakit.errors import ConfigError
 
 
+@functools.cache
 def rate(service: str) -> float:
+    """The configured failure rate, read once per process."""
     name = f"SAGAKIT_FAILURE_RATE_{service.upper()}"
     raw = os.environ.get(name, "0") or "0"
     try:
