@@ -37,6 +37,7 @@ async def fleet(
         stack,
         settings,
         mode=mode,
+        env={"SAGAKIT_STUCK_AFTER_S": "2"},
         ports=ports,
         replicas=replicas,
         log_dir=Path(tmp_path_factory.mktemp(f"logs-{mode.value}")),

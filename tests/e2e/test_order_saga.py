@@ -144,3 +144,30 @@ async def test_check_command_passes_on_the_books(shop: Shop) -> None:
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, out.decode()
     assert "invariants hold" in out.decode()
+
+
+async def test_stuck_orders_are_reported(shop: Shop) -> None:
+    """A saga that stops moving (here: payment is down) is reported: log, metric, and
+    GET /orders?stuck=true. When payment comes back, the saga finishes."""
+    product, customer = await shop.product(stock=5, price_cents=10), await shop.customer(100)
+    shop.fleet.kill("payment")
+    try:
+        order_id = await shop.order(customer, product, 1)
+        async with asyncio.timeout(30):
+            while True:
+                page = await shop.get("order", "/orders?stuck=true&limit=1000")
+                stuck = [o["order_id"] for o in page["orders"]]  # type: ignore[union-attr]
+                health = await shop.get("order", "/health")
+                if order_id in stuck and int(health.get("stuck_orders", 0)) >= 1:  # type: ignore[call-overload]
+                    break
+                await asyncio.sleep(0.5)
+        metrics = (await shop.http.get(f"{shop.fleet.url('order')}/metrics")).text
+        assert 'sagakit_stuck_orders{service="order"}' in metrics
+        log = shop.fleet.processes["order"].log.read_text()
+        assert "stuck for over" in log
+    finally:
+        await shop.fleet.restart("payment")
+    assert (await shop.settled(order_id, timeout=120))["status"] in ("CONFIRMED", "CANCELLED")
+    page = await shop.get("order", "/orders?stuck=true&limit=1000")
+    assert order_id not in [o["order_id"] for o in page["orders"]]  # type: ignore[union-attr]
+    await assert_invariants(shop.fleet)
