@@ -13,19 +13,23 @@ from sagakit.devstack import StackInfo
 from sagakit.devstack.processes import free_port
 
 
-async def run_cli(stack: StackInfo, *args: str) -> tuple[int, str]:
-    env = {
+async def run_cli(
+    stack: StackInfo, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run the ``sagakit`` command against the test session's stack."""
+    full_env = {
         **os.environ,
         "SAGAKIT_DATABASE_URL": stack.database_url,
         "SAGAKIT_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "SAGAKIT_SESSION_TIMEOUT_MS": "3000",
+        **(env or {}),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "sagakit",
         *args,
-        env=env,
+        env=full_env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

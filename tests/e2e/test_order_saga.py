@@ -4,14 +4,13 @@ scenario runs in each saga mode the fleet fixture is parametrized with."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 
 from sagakit.audit import audit
 from sagakit.fleet import Fleet
 from sagakit.services.host import Mode
 from tests.e2e.conftest import Shop
+from tests.e2e.test_demo_and_bench import run_cli
 
 
 async def assert_invariants(fleet: Fleet) -> None:
@@ -127,23 +126,10 @@ async def test_participant_killed_mid_saga(shop: Shop) -> None:
 
 
 async def test_check_command_passes_on_the_books(shop: Shop) -> None:
-    env = {
-        **os.environ,
-        "SAGAKIT_DATABASE_URL": shop.fleet.stack.database_url,
-        "SAGAKIT_NAMESPACE": shop.fleet.settings.namespace,
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sagakit",
-        "check",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, out.decode()
-    assert "invariants hold" in out.decode()
+    env = {"SAGAKIT_NAMESPACE": shop.fleet.settings.namespace}
+    code, out = await run_cli(shop.fleet.stack, "check", env=env)
+    assert code == 0, out
+    assert "invariants hold" in out
 
 
 async def test_stuck_orders_are_reported(shop: Shop) -> None:

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Iterable
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from sagakit.messaging.transport.kafka import ensure_topics
 
@@ -23,13 +22,4 @@ async def ensure_databases(server_url: str, names: Iterable[str]) -> None:
         await conn.close()
 
 
-async def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics(list(topics))
-    finally:
-        await admin.close()
-
-
-__all__ = ["delete_topics", "ensure_databases", "ensure_topics"]
+__all__ = ["ensure_databases", "ensure_topics"]

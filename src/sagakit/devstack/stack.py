@@ -33,15 +33,6 @@ class StackInfo:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def embedded(self) -> list[str]:
-        parts = []
-        if self.postgres_pid:
-            parts.append("postgres")
-        if self.broker_pid:
-            parts.append("broker")
-        return parts
-
 
 class DevStack:
     def __init__(self, settings: Settings | None = None) -> None:

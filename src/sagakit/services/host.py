@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sagakit.config import Settings, database_url
@@ -175,6 +175,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 def runtime_of(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+async def row_or_404(request: Request, table: str, key: str, value: str) -> asyncpg.Record:
+    """The row of ``table`` whose ``key`` column is ``value``, or a 404 naming it."""
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow(f"SELECT * FROM {table} WHERE {key} = $1", value)
+    if row is None:
+        raise HTTPException(404, f"no {key.removesuffix('_id')} {value}")
+    return row
 
 
 def serve(spec: ServiceSpec) -> None:

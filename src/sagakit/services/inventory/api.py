@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from sagakit.messaging import new_message, outbox
-from sagakit.services.host import runtime_of
+from sagakit.services.host import row_or_404, runtime_of
 from sagakit.services.messages import ProductPriced
 from sagakit.topics import topic_name
 
@@ -54,8 +54,5 @@ async def put_product(product_id: str, body: ProductIn, request: Request) -> Pro
 
 @routes.get("/products/{product_id}", response_model=ProductOut)
 async def get_product(product_id: str, request: Request) -> ProductOut:
-    async with runtime_of(request).pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM products WHERE product_id = $1", product_id)
-    if row is None:
-        raise HTTPException(404, f"no product {product_id}")
+    row = await row_or_404(request, "products", "product_id", product_id)
     return ProductOut(**{k: row[k] for k in ProductOut.model_fields})

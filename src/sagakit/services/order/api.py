@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sagakit.messaging import new_message, outbox
-from sagakit.services.host import runtime_of
+from sagakit.services.host import row_or_404, runtime_of
 from sagakit.services.order.lifecycle import OrderStatus
 from sagakit.services.order.stuck import stuck_after
 from sagakit.topics import topic_name
@@ -99,11 +99,7 @@ async def place_order(
 
 @routes.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: str, request: Request) -> OrderOut:
-    async with runtime_of(request).pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
-    if row is None:
-        raise HTTPException(404, f"no order {order_id}")
-    return _out(row)
+    return _out(await row_or_404(request, "orders", "order_id", order_id))
 
 
 class Price(BaseModel):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from sagakit.services.host import runtime_of
+from sagakit.services.host import row_or_404, runtime_of
 
 routes = APIRouter()
 
@@ -40,8 +40,5 @@ async def put_customer(customer_id: str, body: CustomerIn, request: Request) -> 
 
 @routes.get("/customers/{customer_id}", response_model=CustomerOut)
 async def get_customer(customer_id: str, request: Request) -> CustomerOut:
-    async with runtime_of(request).pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM customers WHERE customer_id = $1", customer_id)
-    if row is None:
-        raise HTTPException(404, f"no customer {customer_id}")
+    row = await row_or_404(request, "customers", "customer_id", customer_id)
     return CustomerOut(**{k: row[k] for k in CustomerOut.model_fields})
