@@ -60,6 +60,9 @@ class Settings:
     """Consumer group session timeout: how long a dead consumer holds its partitions."""
     heartbeat_interval_ms: int = 500
     """Consumer heartbeat interval."""
+    inbox_retention_hours: int = 168
+    """How long the inbox remembers handled message ids: the window in which a redelivered
+    message is still recognised as a duplicate. Keep it longer than any redelivery can take."""
     namespace: str = ""
     """Prefix of topic, consumer group and database names: several deployments (or test
     runs) can share one cluster and one PostgreSQL server."""
@@ -89,6 +92,7 @@ class Settings:
             session_timeout_ms=_int(env, "SAGAKIT_SESSION_TIMEOUT_MS", 6000, minimum=1000),
             heartbeat_interval_ms=_int(env, "SAGAKIT_HEARTBEAT_INTERVAL_MS", 500, minimum=100),
             namespace=_names(env, "SAGAKIT_NAMESPACE", ("",))[0],
+            inbox_retention_hours=_int(env, "SAGAKIT_INBOX_RETENTION_HOURS", 168, minimum=1),
         )
 
 

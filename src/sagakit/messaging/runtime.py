@@ -32,6 +32,7 @@ import asyncpg
 from sagakit.db.pool import Connection
 from sagakit.messaging import codec, inbox, outbox
 from sagakit.messaging.envelope import Envelope, derived_id
+from sagakit.messaging.logcontext import handling
 from sagakit.messaging.retry import RetryPolicy, is_retriable
 from sagakit.messaging.router import MessageContext, Route, Router
 from sagakit.messaging.transport.port import Record, TopicPartition, Transport
@@ -211,7 +212,8 @@ class ConsumerRuntime:
 
     async def _run_handler(self, conn: Connection, p: _Parsed, out: list[Envelope]) -> None:
         ctx = MessageContext(p.envelope, conn, self.group, self.router.namespace, out)
-        await p.route.handler(ctx, p.payload)
+        with handling(p.envelope):
+            await p.route.handler(ctx, p.payload)
 
     async def _one(self, rec: Record, parsed: _Parsed | Exception) -> None:
         if isinstance(parsed, Exception):

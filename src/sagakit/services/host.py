@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +22,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
 from sagakit.errors import ConfigError
-from sagakit.messaging import ConsumerOptions, ConsumerRuntime, OutboxRelay, Router
+from sagakit.messaging import (
+    ConsumerOptions,
+    ConsumerRuntime,
+    OutboxRelay,
+    Router,
+    inbox,
+    logcontext,
+)
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
 from sagakit.messaging.transport.port import Producer
 
@@ -114,6 +122,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(relay.run(stop), name="relay"),
             asyncio.create_task(consumer.run(stop), name="consumer"),
+            asyncio.create_task(prune_inbox(rt, stop), name="inbox-pruning"),
             *(asyncio.create_task(loop(rt, stop), name="background") for loop in spec.background),
         ]
         log.info("%s up (%s mode, database %s)", spec.name, mode, url)
@@ -172,6 +181,21 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     return app
 
 
+async def prune_inbox(rt: Runtime, stop: asyncio.Event, *, every: float = 600.0) -> None:
+    """Forget handled message ids older than the retention, every ``every`` seconds."""
+    keep = timedelta(hours=rt.settings.inbox_retention_hours)
+    while not stop.is_set():
+        try:
+            async with rt.pool.acquire() as conn:
+                removed = await inbox.prune(conn, keep)
+            if removed:
+                log.info("inbox: forgot %d message ids older than %s", removed, keep)
+        except Exception:
+            log.exception("inbox pruning failed; will try again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 def runtime_of(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
@@ -190,10 +214,7 @@ def serve(spec: ServiceSpec) -> None:
     """Run a service: ``python -m sagakit.services.<name>``; port from SAGAKIT_PORT."""
     import uvicorn
 
-    logging.basicConfig(
-        level=os.environ.get("SAGAKIT_LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {spec.name} %(levelname)s %(name)s: %(message)s",
-    )
+    logcontext.configure(os.environ.get("SAGAKIT_LOG_LEVEL", "INFO"), prefix=f"{spec.name} ")
     port = int(os.environ.get("SAGAKIT_PORT", "0") or 0)
     if not port:
         raise ConfigError("SAGAKIT_PORT must be set")
