@@ -7,8 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 
+from sagakit.config import Settings
 from sagakit.devstack import DevStack
-from sagakit.errors import SagakitError
+from sagakit.errors import SagakitError, StackError
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -105,7 +106,6 @@ def _up(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from sagakit.config import Settings
     from sagakit.fleet import Fleet
     from sagakit.services.host import Mode
 
@@ -148,20 +148,72 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _endpoints(settings: Settings) -> tuple[str, str]:
+    """(PostgreSQL server URL, Kafka bootstrap): configured, or the running dev stack's."""
+    if settings.database_url and settings.kafka_bootstrap:
+        return settings.database_url, settings.kafka_bootstrap
+    info = DevStack(settings).status()
+    if info is None:
+        raise StackError("no PostgreSQL/Kafka configured and no dev stack running")
+    return settings.database_url or info.database_url, settings.kafka_bootstrap or (
+        info.kafka_bootstrap
+    )
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import asyncpg
+
+    from sagakit import deadletters
+    from sagakit.config import database_url
+    from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
+    from sagakit.services import SERVICE_DATABASES
+
+    settings = Settings.from_env()
+    server, bootstrap = _endpoints(settings)
+    transport = KafkaTransport(KafkaOptions(bootstrap=bootstrap))
+
+    async def run() -> int:
+        letters = await deadletters.read(transport, settings.namespace, limit=args.limit)
+        if args.action == "list":
+            for d in letters:
+                print(
+                    f"{d.partition}:{d.offset}  {d.group} gave up on {d.topic}"
+                    f"[{d.source_partition}:{d.source_offset}] {d.message_type or '?'}"
+                    f" key={d.key} after {d.attempts} attempt(s): {d.error}: {d.reason}"
+                )
+            print(f"{len(letters)} dead letter(s)")
+            return 0
+        match = [d for d in letters if (d.partition, d.offset) == (args.partition, args.offset)]
+        if not match:
+            print(f"no dead letter at {args.partition}:{args.offset}", file=sys.stderr)
+            return 1
+        letter = match[0]
+        service = letter.group.removeprefix(f"{settings.namespace}.")
+        if service not in SERVICE_DATABASES:
+            print(f"unknown consumer group {letter.group!r}", file=sys.stderr)
+            return 1
+        url = database_url(server, settings.database(SERVICE_DATABASES[service]))
+        conn = await asyncpg.connect(url)
+        try:
+            async with transport.producer() as producer:
+                await deadletters.replay(letter, producer=producer, consumer_db=conn)
+        finally:
+            await conn.close()
+        print(f"replayed {letter.message_type or 'record'} to {letter.topic} for {letter.group}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
     from sagakit.audit import audit
-    from sagakit.config import Settings
 
     settings = Settings.from_env()
-    server = settings.database_url
-    if server is None:
-        info = DevStack(settings).status()
-        if info is None:
-            print("no database configured and no dev stack running", file=sys.stderr)
-            return 2
-        server = info.database_url
+    server, _ = _endpoints(settings)
     report = asyncio.run(audit(server, settings))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.orders.items())) or "no orders"
     print(f"orders: {counts}")
@@ -201,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--orchestrator-port", type=int, default=8004)
     up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
     up.set_defaults(func=_up)
+
+    dlq = sub.add_parser("dlq", help="list or replay dead-lettered messages")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="what was parked, by whom, and why")
+    dlq_replay = dlq_sub.add_parser("replay", help="publish a parked record again")
+    dlq_replay.add_argument("--partition", type=int, required=True)
+    dlq_replay.add_argument("--offset", type=int, required=True)
+    for p in (dlq_list, dlq_replay):
+        p.add_argument("--limit", type=int, default=1000)
+    dlq.set_defaults(func=_dlq)
 
     check = sub.add_parser("check", help="audit the saga invariants across the databases")
     check.set_defaults(func=_check)

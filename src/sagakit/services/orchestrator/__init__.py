@@ -8,6 +8,7 @@ from sagakit.db import MigrationSet
 from sagakit.errors import ConfigError
 from sagakit.flows.order_saga import ORDER_SAGA
 from sagakit.messaging import Router
+from sagakit.services import SERVICE_DATABASES
 from sagakit.services.host import Mode, Runtime, ServiceSpec
 from sagakit.services.orchestrator.api import routes
 from sagakit.services.orchestrator.engine_runtime import Orchestrator
@@ -29,7 +30,7 @@ async def timers(rt: Runtime, stop: asyncio.Event) -> None:
 
 SPEC = ServiceSpec(
     name="orchestrator",
-    database="orchestrator",
+    database=SERVICE_DATABASES["orchestrator"],
     migrations=MigrationSet.from_package("orchestrator", "sagakit.services.orchestrator"),
     routes=routes,
     router=router,

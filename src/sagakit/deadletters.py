@@ -1,0 +1,111 @@
+"""Operator tools for the dead-letter topic: list what was parked and why, and replay a
+record once its cause is fixed (``sagakit dlq list`` / ``sagakit dlq replay``).
+
+Replaying forgets the message in the consumer group's inbox (it was recorded there when it
+was dead-lettered, so that redeliveries would not park it twice) and publishes the original
+record again, unchanged, to its original topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+
+from sagakit.db import Connection
+from sagakit.messaging.transport import OutgoingRecord, Producer, Transport
+from sagakit.topics import DEAD_LETTERS, topic_name
+
+_PREFIX = "sagakit.dlq."
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    key: str
+    group: str
+    """Consumer group that gave up on the record."""
+    topic: str
+    """Where the record came from."""
+    source_partition: int
+    source_offset: int
+    error: str
+    reason: str
+    attempts: int
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    """The record's own headers, without the dead-letter ones."""
+
+    @property
+    def message_id(self) -> uuid.UUID | None:
+        try:
+            return uuid.UUID(json.loads(self.value)["id"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def message_type(self) -> str | None:
+        try:
+            return str(json.loads(self.value)["type"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _parse(
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    raw_headers: tuple[tuple[str, bytes], ...],
+) -> DeadLetter:
+    headers = {k: v.decode("utf-8", "replace") for k, v in raw_headers}
+    own = {k: v for k, v in headers.items() if not k.startswith(_PREFIX)}
+    return DeadLetter(
+        partition=partition,
+        offset=offset,
+        key=(key or b"").decode("utf-8", "replace"),
+        group=headers.get(_PREFIX + "group", ""),
+        topic=headers.get(_PREFIX + "topic", ""),
+        source_partition=int(headers.get(_PREFIX + "partition", -1)),
+        source_offset=int(headers.get(_PREFIX + "offset", -1)),
+        error=headers.get(_PREFIX + "error", ""),
+        reason=headers.get(_PREFIX + "reason", ""),
+        attempts=int(headers.get(_PREFIX + "attempts", 0)),
+        value=value or b"",
+        headers=own,
+    )
+
+
+async def read(
+    transport: Transport, namespace: str = "", *, limit: int = 1000, idle: float = 1.5
+) -> list[DeadLetter]:
+    """Every dead letter (up to ``limit``), oldest first per partition. Reads with a
+    throw-away consumer group and commits nothing."""
+    topic = topic_name(namespace, DEAD_LETTERS)
+    found: list[DeadLetter] = []
+    async with transport.consumer(f"sagakit-dlq-reader-{uuid.uuid4().hex[:8]}", [topic]) as c:
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while len(found) < limit and loop.time() - quiet_since < idle:
+            batches = await c.poll(max_records=500, timeout_ms=200)
+            for records in batches.values():
+                found += [_parse(r.partition, r.offset, r.key, r.value, r.headers) for r in records]
+                quiet_since = loop.time()
+    return found[:limit]
+
+
+async def replay(letter: DeadLetter, *, producer: Producer, consumer_db: Connection) -> None:
+    """Publish the record again to its original topic, after making the consumer group's
+    inbox forget it (``consumer_db`` is that group's service database)."""
+    if letter.message_id is not None:
+        await consumer_db.execute(
+            "DELETE FROM sagakit_inbox WHERE consumer_group = $1 AND message_id = $2",
+            letter.group,
+            letter.message_id,
+        )
+    headers = tuple((k, v.encode()) for k, v in letter.headers.items())
+    await producer.send_many(
+        [OutgoingRecord(letter.topic, letter.key.encode(), letter.value, headers)]
+    )
