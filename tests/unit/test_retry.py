@@ -4,7 +4,7 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from sagakit.errors import ConcurrencyConflict, MessageError, SagakitError
-from sagakit.messaging.retry import RetryPolicy, is_retriable
+from sagakit.messaging.retry import RetryPolicy, is_outage, is_retriable
 
 
 def test_backoff_grows_and_is_bounded() -> None:
@@ -33,3 +33,13 @@ def test_classification() -> None:
     assert is_retriable(SagakitError("x", retriable=True))
     assert is_retriable(ConnectionResetError())
     assert is_retriable(asyncpg.DeadlockDetectedError("deadlock"))
+
+
+def test_outages_are_not_the_message_fault() -> None:
+    assert is_outage(ConnectionRefusedError())
+    assert is_outage(TimeoutError())
+    assert is_outage(asyncpg.CannotConnectNowError("starting up"))
+    assert is_outage(asyncpg.ConnectionDoesNotExistError("gone"))
+    assert not is_outage(asyncpg.UniqueViolationError("dup"))
+    assert not is_outage(ConcurrencyConflict("race"))
+    assert not is_outage(ValueError("bug"))

@@ -40,6 +40,23 @@ _PERMANENT_DB_ERRORS = (
 )
 
 
+_OUTAGES = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # pool acquire / connect timeouts
+    asyncpg.InterfaceError,  # connection closed under us
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The infrastructure failed, not the message: the runtime waits instead of counting an
+    attempt against the message (which would dead-letter healthy messages in an outage)."""
+    return isinstance(exc, _OUTAGES)
+
+
 def is_retriable(exc: BaseException) -> bool:
     """Our errors say so themselves; validation and constraint errors never heal; anything
     else (timeouts, lost connections, unexpected bugs) gets the bounded retries."""

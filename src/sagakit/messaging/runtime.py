@@ -6,6 +6,7 @@ lock waits or deadlocks between this consumer's own transactions. If anything in
 the transaction rolls back and the records are handled one per transaction, so a bad
 message costs only itself:
 
+- the database unreachable: waited out, with backoff, without limit (not the message's fault);
 - retriable error: retried with exponential backoff and jitter, up to the policy's limit;
 - non-retriable or exhausted: the record goes to the dead-letter topic, with the error and
   its origin in headers, written through the outbox in the same transaction as its inbox
@@ -33,7 +34,7 @@ from sagakit.db.pool import Connection
 from sagakit.messaging import codec, inbox, outbox
 from sagakit.messaging.envelope import Envelope, derived_id
 from sagakit.messaging.logcontext import handling
-from sagakit.messaging.retry import RetryPolicy, is_retriable
+from sagakit.messaging.retry import RetryPolicy, is_outage, is_retriable
 from sagakit.messaging.router import MessageContext, Route, Router
 from sagakit.messaging.transport.port import Record, TopicPartition, Transport
 from sagakit.topics import DEAD_LETTERS, topic_name
@@ -220,7 +221,8 @@ class ConsumerRuntime:
             await self._dead_letter(rec, parsed, attempts=0)
             return
         policy = self.options.retry
-        for attempt in range(1, policy.max_attempts + 1):
+        attempt = outage = 0
+        while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     first = await self._handle(conn, parsed)
@@ -230,7 +232,19 @@ class ConsumerRuntime:
                     self.stats.duplicates += 1
                 return
             except Exception as exc:
-                if not is_retriable(exc) or attempt == policy.max_attempts:
+                if is_outage(exc):
+                    # The database is unreachable: not the message's fault. Wait it out
+                    # (the partition waits too) instead of spending the message's attempts.
+                    outage += 1
+                    if outage == 1 or outage % 20 == 0:
+                        log.warning(
+                            "consumer %s: database unreachable (%r); waiting", self.group, exc
+                        )
+                    self.stats.retries += 1
+                    await self._pause(policy.delay(min(outage, 10)))
+                    continue
+                attempt += 1
+                if not is_retriable(exc) or attempt >= policy.max_attempts:
                     log.warning(
                         "consumer %s: %s %s failed after %d attempt(s), dead-lettering: %r",
                         self.group,
