@@ -14,7 +14,7 @@ from sagakit.devstack import postgres
 from sagakit.devstack.processes import free_port
 from sagakit.messaging import RetryPolicy
 from sagakit.messaging.transport.kafka import KafkaTransport
-from tests.conftest import unique
+from tests.conftest import _test_root, unique
 from tests.integration.kit import EFFECTS, recording_router, running_consumer
 from tests.integration.test_runtime import record
 
@@ -22,7 +22,7 @@ MESSAGING = MigrationSet.from_package("messaging", "sagakit.messaging")
 
 
 async def test_consumer_waits_out_a_database_restart(kafka: KafkaTransport) -> None:
-    data = Path(tempfile.mkdtemp(prefix="outage-", dir=".sagakit/test")) / "pg"
+    data = Path(tempfile.mkdtemp(prefix="outage-", dir=_test_root())) / "pg"
     port = free_port()
     await asyncio.to_thread(postgres.start, data, port)
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
