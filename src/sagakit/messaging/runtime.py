@@ -148,8 +148,12 @@ class ConsumerRuntime:
             and len(items) > 1
             and all(isinstance(p, _Parsed) for _, p in items)
         ):
-            with contextlib.suppress(Exception):
+            try:
                 return await self._in_one_transaction(batches, items)
+            except Exception as exc:
+                log.debug(
+                    "consumer %s: batch of %d failed (%r); one by one", self.group, len(items), exc
+                )
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
             nxt = await self._one_by_one(records)
