@@ -135,7 +135,8 @@ def render(result: DemoResult, console: Console) -> None:
         o = result.overall
         table.add_row("all", str(o.count), "", "", f"{o.p50:.0f}", f"{o.p99:.0f}", style="bold")
     console.print(table)
-    console.print(f"refunded: {result.refunded_cents / 100:.2f} (choreography refunds stock-outs)")
+    if result.mode is Mode.CHOREOGRAPHY:
+        console.print(f"refunded after stock-outs: {result.refunded_cents / 100:.2f}")
     if result.unexpected:
         console.print(f"[red]{len(result.unexpected)} unexpected outcome(s)[/], e.g.")
         for line in result.unexpected[:5]:
