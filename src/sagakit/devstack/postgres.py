@@ -146,10 +146,6 @@ def _postmaster_pid(data_dir: Path) -> int | None:
     return int(first) if first.strip().isdigit() else None
 
 
-def running(data_dir: Path, port: int) -> bool:
-    return alive(_postmaster_pid(data_dir.resolve())) and port_open("127.0.0.1", port)
-
-
 def stop(data_dir: Path, *, timeout: float = 15.0) -> None:
     """Fast shutdown through pg_ctl; kill the process group if that does not work."""
     data_dir = data_dir.resolve()

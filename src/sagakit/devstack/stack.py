@@ -14,7 +14,7 @@ from typing import Any
 
 from sagakit.config import Settings
 from sagakit.devstack import broker, postgres
-from sagakit.devstack.processes import alive, free_port
+from sagakit.devstack.processes import alive, free_port, port_open
 from sagakit.devstack.provision import ensure_databases, ensure_topics
 from sagakit.errors import StackError
 from sagakit.topics import declared_topics
@@ -57,8 +57,8 @@ class DevStack:
         info = self._load()
         if info is None:
             return None
-        pg_ok = info.postgres_pid is None or alive(info.postgres_pid)
-        broker_ok = info.broker_pid is None or alive(info.broker_pid)
+        pg_ok = info.postgres_pid is None or _serving(info.postgres_pid, info.database_url)
+        broker_ok = info.broker_pid is None or _serving(info.broker_pid, info.kafka_bootstrap)
         return info if pg_ok and broker_ok else None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -71,7 +71,7 @@ class DevStack:
 
         if s.database_url:
             database_url = s.database_url
-        elif previous and previous.postgres_pid and alive(previous.postgres_pid):
+        elif previous and _serving(previous.postgres_pid, previous.database_url):
             database_url, pg_pid, pg_log = (
                 previous.database_url,
                 previous.postgres_pid,
@@ -83,7 +83,7 @@ class DevStack:
 
         if s.kafka_bootstrap:
             bootstrap = s.kafka_bootstrap
-        elif previous and previous.broker_pid and alive(previous.broker_pid):
+        elif previous and _serving(previous.broker_pid, previous.kafka_bootstrap):
             bootstrap, broker_pid, broker_log = (
                 previous.kafka_bootstrap,
                 previous.broker_pid,
@@ -146,3 +146,11 @@ class DevStack:
             for log in self.home.glob("*.log"):
                 log.unlink()
         return stopped
+
+
+def _serving(pid: int | None, address: str) -> bool:
+    """The recorded process is alive and its port answers (a pid alone may have been reused
+    by an unrelated process since, e.g. after a reboot)."""
+    hostport = address.split("@")[-1].split("/")[0]
+    host, _, port = hostport.rpartition(":")
+    return alive(pid) and port.isdigit() and port_open(host or "127.0.0.1", int(port))
