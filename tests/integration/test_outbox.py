@@ -115,7 +115,7 @@ async def test_relays_and_consumers_together_handle_each_message_once_in_key_ord
         for seq in range(per_key):
             async with pool.acquire() as conn, conn.transaction():
                 await enqueue(conn, topic, key, seq)
-            await asyncio.sleep(0.15)  # a stream lasting past the second consumer's join
+            await asyncio.sleep(0.2)  # a stream lasting well past the second consumer's join
 
     router = recording_router(topic)
     async with (
