@@ -137,6 +137,20 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=f"sagakit {spec.name} service", lifespan=lifespan)
     app.include_router(spec.routes)
 
+    @app.exception_handler(OSError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    @app.exception_handler(asyncpg.TooManyConnectionsError)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """The database is unreachable: say so (503, retry later), nothing was changed."""
+        log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "database unavailable, nothing was changed; retry later"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
         rt: Runtime = request.app.state.runtime
