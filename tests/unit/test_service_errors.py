@@ -8,6 +8,7 @@ import pytest
 from fastapi import APIRouter
 
 from sagakit.db import MigrationSet
+from sagakit.messaging import Router
 from sagakit.services.host import ServiceSpec, create_app
 
 routes = APIRouter()
@@ -29,7 +30,7 @@ async def test_database_unavailable_is_503(kind: str) -> None:
         "test",
         MigrationSet("test", ()),
         routes,
-        router=lambda mode, ns: None,  # type: ignore[arg-type,return-value]
+        router=lambda mode, ns: Router(ns),
     )
     app = create_app(spec)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
