@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start everything and run orders through every path")
     demo.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
     demo.add_argument("--orders", type=int, default=300)
-    demo.add_argument("--keep-running", action="store_true", help="leave the services and stack up")
+    demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
     demo.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     demo.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
     demo.set_defaults(func=_demo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -62,7 +63,7 @@ async def run_demo(
     console = console or Console()
     result = DemoResult(mode)
     rng = random.Random(seed_value)
-    shop_ctx = running_shop("demo", mode, keep_running=keep_running, ports=ports)
+    shop_ctx = running_shop("demo", mode, ports=ports)
     async with shop_ctx as (info, fleet):
         urls = {name: sp.url for name, sp in fleet.processes.items()}
         console.print(f"[bold]sagakit demo[/] - {mode.value} mode, {orders} orders")
@@ -109,12 +110,25 @@ async def run_demo(
         result.audit = await audit(info.database_url, fleet.settings)
         render(result, console)
         if keep_running:
-            console.print(
-                "\nServices keep running (API docs at <url>/docs). Stop them with"
-                " Ctrl-C in `sagakit up`, or `sagakit dev down` for the stack."
-            )
+            console.print("\nStill running (API docs at each URL + /docs):")
+            for name, url in urls.items():
+                console.print(f"  {name:<13} {url}")
             console.print("Audit again: SAGAKIT_NAMESPACE=demo sagakit check")
+            console.print("Ctrl-C stops everything.")
+            await _until_interrupted()
     return result
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def render(result: DemoResult, console: Console) -> None:

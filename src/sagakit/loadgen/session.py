@@ -30,7 +30,6 @@ async def running_shop(
     namespace: str,
     mode: Mode,
     *,
-    keep_running: bool = False,
     env: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
 ) -> AsyncIterator[tuple[StackInfo, Fleet]]:
@@ -52,7 +51,6 @@ async def running_shop(
         await fleet.start()
         yield info, fleet
     finally:
-        if not keep_running:
-            fleet.stop()
-            if not was_running:
-                await asyncio.to_thread(stack.down)
+        fleet.stop()
+        if not was_running:
+            await asyncio.to_thread(stack.down)
