@@ -58,6 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
         run_demo(
             Mode(args.mode),
             args.orders,
+            rate=args.rate,
             keep_running=args.keep_running,
             ports=_ports(args.port_base),
         )
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start everything and run orders through every path")
     demo.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
     demo.add_argument("--orders", type=int, default=300)
+    demo.add_argument("--rate", type=float, default=60.0, help="orders per second")
     demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
     demo.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     demo.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")

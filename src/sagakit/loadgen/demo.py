@@ -56,7 +56,7 @@ async def run_demo(
     *,
     keep_running: bool = False,
     console: Console | None = None,
-    concurrency: int = 16,
+    rate: float = 60.0,
     seed_value: int = 7,
     ports: dict[str, int] | None = None,
 ) -> DemoResult:
@@ -66,7 +66,7 @@ async def run_demo(
     shop_ctx = running_shop("demo", mode, ports=ports)
     async with shop_ctx as (info, fleet):
         urls = {name: sp.url for name, sp in fleet.processes.items()}
-        console.print(f"[bold]sagakit demo[/] - {mode.value} mode, {orders} orders")
+        console.print(f"[bold]sagakit demo[/] - {mode.value} mode, {orders} orders at {rate:g}/s")
         for name, url in urls.items():
             console.print(f"  {name:<13} {url}")
         client = ShopClient(urls)
@@ -83,12 +83,14 @@ async def run_demo(
                 transient=False,
             ) as progress:
                 task = progress.add_task("sagas", total=orders)
-                gate = asyncio.Semaphore(concurrency)
+                clock = asyncio.get_running_loop().time
+                begin = clock()
 
-                async def one() -> None:
+                async def one(n: int) -> None:
                     customer, product, qty, path = pick(shop, rng, failures=0.3)
-                    async with gate:
-                        placed: Placed = await client.order(customer, product, qty, path)
+                    # A steady rate, as users would arrive, rather than one burst.
+                    await asyncio.sleep(max(0.0, begin + n / rate - clock()))
+                    placed: Placed = await client.order(customer, product, qty, path)
                     settled = await asyncio.wait_for(observer.wait(placed.order_id), 120)
                     result.outcomes[path][settled.status] += 1
                     latencies[path].append((settled.settled_at - placed.sent_at) * 1000)
@@ -99,7 +101,7 @@ async def run_demo(
                         )
                     progress.advance(task)
 
-                await asyncio.gather(*(one() for _ in range(orders)))
+                await asyncio.gather(*(one(n) for n in range(orders)))
         for path, values in latencies.items():
             result.latency[path] = Summary.of(values)
         result.overall = Summary.of([v for vs in latencies.values() for v in vs])
@@ -132,7 +134,7 @@ async def _until_interrupted() -> None:
 
 
 def render(result: DemoResult, console: Console) -> None:
-    table = Table(title=f"Outcomes ({result.mode.value})")
+    table = Table(title=f"Outcomes ({result.mode.value}), latency from POST to settled")
     for col in ("path", "orders", "CONFIRMED", "CANCELLED", "p50 ms", "p99 ms"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for path in PATHS:
