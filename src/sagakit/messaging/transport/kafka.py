@@ -41,7 +41,7 @@ class KafkaOptions:
     session_timeout_ms: int = 6000
     """A member silent this long is dropped from its group."""
     heartbeat_interval_ms: int = 500
-    linger_ms: int = 2
+    linger_ms: int = 0
     """How long the producer waits to fill a batch."""
     request_timeout_ms: int = 15_000
     client_id: str = "sagakit"
