@@ -1,6 +1,7 @@
 """Kafka adapter (aiokafka). See docs/decisions.md for why aiokafka.
 
-Producer: acks=all, a short linger so concurrent sends share a request. Consumer: auto-commit
+Producer: acks=all, no linger (the relay hands it a whole batch at once; lingering only
+delayed every hop, see docs/benchmarks.md). Consumer: auto-commit
 off, earliest offset for a new group, a short fetch max-wait (the broker answers an idle fetch
 only when it expires) and a short session timeout so a killed member's partitions move soon.
 """
