@@ -110,6 +110,12 @@ class OutboxRelay:
         self.published = 0
         self._wake = asyncio.Event()
 
+    def wake(self) -> None:
+        """Publish now: call after committing outbox rows in this process. NOTIFY reaches
+        the relay too, but only some milliseconds later; it remains the way other
+        processes' rows are noticed."""
+        self._wake.set()
+
     async def publish_once(self) -> int:
         """Claim, publish and delete one batch; return how many rows it published."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -170,7 +176,7 @@ class OutboxRelay:
             return None
         try:
             listener: asyncpg.Connection = await asyncpg.connect(self.listen_url, timeout=10)
-            await listener.add_listener(CHANNEL, lambda *_: self._wake.set())
+            await listener.add_listener(CHANNEL, lambda *_: self.wake())
         except (OSError, asyncpg.PostgresError):
             log.warning("outbox relay: LISTEN unavailable, polling only", exc_info=True)
             return None

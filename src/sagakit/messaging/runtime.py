@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +89,11 @@ class ConsumerRuntime:
         transport: Transport,
         pool: asyncpg.Pool,
         options: ConsumerOptions | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.group = group
+        self.on_commit = on_commit or (lambda: None)
+        """Called after each transaction that wrote outbox rows (the host wakes its relay)."""
         self.router = router
         self.transport = transport
         self.pool = pool
@@ -181,6 +184,8 @@ class ConsumerRuntime:
                     await self._run_handler(conn, p, out)
                     handled += 1
             await outbox.add(conn, *out)
+        if out:
+            self.on_commit()
         dups = len(parsed) - handled
         self.stats.handled += handled
         self.stats.duplicates += dups
@@ -231,6 +236,7 @@ class ConsumerRuntime:
                 async with self.pool.acquire() as conn, conn.transaction():
                     first = await self._handle(conn, parsed)
                 if first:
+                    self.on_commit()
                     self.stats.handled += 1
                 else:
                     self.stats.duplicates += 1
@@ -299,6 +305,7 @@ class ConsumerRuntime:
                             ],
                         )
                         self.stats.dead_lettered += 1
+                self.on_commit()
                 return
             except Exception:
                 log.exception("consumer %s: cannot dead-letter yet; retrying", self.group)

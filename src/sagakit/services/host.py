@@ -108,14 +108,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         producer = transport.producer()
         await producer.start()
         router = spec.router(mode, settings.namespace)
+        relay = OutboxRelay(pool, producer, listen_url=url)
         consumer = ConsumerRuntime(
             group=settings.group(spec.name),
             router=router,
             transport=transport,
             pool=pool,
             options=ConsumerOptions(),
+            on_commit=relay.wake,
         )
-        relay = OutboxRelay(pool, producer, listen_url=url)
         rt = Runtime(settings, mode, pool, producer, consumer, relay)
         app.state.runtime = rt
         stop = asyncio.Event()

@@ -49,6 +49,7 @@ async def put_product(product_id: str, body: ProductIn, request: Request) -> Pro
         priced = ProductPriced(product_id=product_id, price_cents=body.price_cents)
         topic = topic_name(rt.settings.namespace, "product.updated")
         await outbox.add(conn, new_message("product.updated", priced, key=product_id, topic=topic))
+    rt.relay.wake()
     return ProductOut(**{k: row[k] for k in ProductOut.model_fields})
 
 

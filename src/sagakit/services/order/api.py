@@ -94,6 +94,7 @@ async def place_order(
             topic=topic_name(rt.settings.namespace, "order.created"),
         )
         await outbox.add(conn, event)
+    rt.relay.wake()
     return JSONResponse({"order_id": order_id, "status": "PENDING"}, 202)
 
 
