@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from sagakit.devstack import StackInfo
 from sagakit.devstack.processes import free_port
 
@@ -54,13 +56,14 @@ def port_base() -> int:
     raise RuntimeError("no four consecutive free ports")
 
 
-async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["orchestration", "choreography"])
+async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path, mode: str) -> None:
     report = tmp_path / "demo.json"
     code, out = await run_cli(
         stack,
         "demo",
         "--mode",
-        "choreography",
+        mode,
         "--orders",
         "60",
         "--json",
@@ -77,9 +80,12 @@ async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path) -> No
     assert set(outcomes["declined payment"]) == {"CANCELLED"}
     assert sum(sum(c.values()) for c in outcomes.values()) == 60
     assert result["unexpected"] == [] and result["check_clean"] is True
-    assert result["refunded_cents"] > 0, "choreography refunds the stock-outs"
+    if mode == "choreography":
+        assert result["refunded_cents"] > 0, "choreography refunds the stock-outs"
+    else:
+        assert result["refunded_cents"] == 0, "orchestration reserves before it charges"
     assert result["overall_ms"]["count"] == 60 and result["overall_ms"]["p50"] > 0
-    assert "invariants hold" in out and "Outcomes (choreography)" in out
+    assert "invariants hold" in out and f"Outcomes ({mode})" in out
 
 
 async def test_bench_smoke_reports_sane_figures(stack: StackInfo, tmp_path: Path) -> None:
