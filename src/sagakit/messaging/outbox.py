@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
+from sagakit.aio import sleep_or_stop
 from sagakit.db.pool import Connection
 from sagakit.messaging.codec import encode_headers, encode_value
 from sagakit.messaging.envelope import Envelope
@@ -155,7 +156,7 @@ class OutboxRelay:
                     await self.drain()
                 except Exception:
                     log.exception("outbox relay: publish failed; retrying")
-                    await _sleep_or_stop(stop, self.retry_delay)
+                    await sleep_or_stop(stop, self.retry_delay)
                     continue
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
@@ -181,8 +182,3 @@ class OutboxRelay:
             log.warning("outbox relay: LISTEN unavailable, polling only", exc_info=True)
             return None
         return listener
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -40,7 +40,7 @@ _PERMANENT_DB_ERRORS = (
 )
 
 
-_OUTAGES = (
+OUTAGES = (
     OSError,  # refused, reset, unreachable
     TimeoutError,  # pool acquire / connect timeouts
     asyncpg.InterfaceError,  # connection closed under us
@@ -54,7 +54,7 @@ _OUTAGES = (
 def is_outage(exc: BaseException) -> bool:
     """The infrastructure failed, not the message: the runtime waits instead of counting an
     attempt against the message (which would dead-letter healthy messages in an outage)."""
-    return isinstance(exc, _OUTAGES)
+    return isinstance(exc, OUTAGES)
 
 
 def is_retriable(exc: BaseException) -> bool:

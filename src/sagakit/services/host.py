@@ -19,6 +19,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from sagakit.aio import sleep_or_stop
 from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
 from sagakit.errors import ConfigError
@@ -30,6 +31,7 @@ from sagakit.messaging import (
     inbox,
     logcontext,
 )
+from sagakit.messaging.retry import OUTAGES
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
 from sagakit.messaging.transport.port import Producer
 
@@ -138,11 +140,6 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=f"sagakit {spec.name} service", lifespan=lifespan)
     app.include_router(spec.routes)
 
-    @app.exception_handler(OSError)
-    @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(asyncpg.CannotConnectNowError)
-    @app.exception_handler(asyncpg.TooManyConnectionsError)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         """The database is unreachable: say so (503, retry later), nothing was changed."""
         log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
@@ -151,6 +148,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    for outage in OUTAGES:  # the same list the consumers wait out
+        app.add_exception_handler(outage, unavailable)
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
@@ -207,8 +207,7 @@ async def prune_inbox(rt: Runtime, stop: asyncio.Event, *, every: float = 600.0)
                 log.info("inbox: forgot %d message ids older than %s", removed, keep)
         except Exception:
             log.exception("inbox pruning failed; will try again")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await sleep_or_stop(stop, every)
 
 
 def runtime_of(request: Request) -> Runtime:

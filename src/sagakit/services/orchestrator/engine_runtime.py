@@ -4,7 +4,6 @@ new state, its log entry and its commands (outbox) in one transaction."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from sagakit.aio import sleep_or_stop
 from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
 from sagakit.saga import (
     Decision,
@@ -99,8 +99,7 @@ class Orchestrator:
                 log.exception("timer loop error; continuing")
                 fired = 0
             if not fired:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
+                await sleep_or_stop(stop, interval)
 
     def _entry(self, decision: Decision, event: str) -> store.LogEntry:
         step = self.definition.steps[decision.state.step].name
