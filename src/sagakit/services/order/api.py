@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sagakit.messaging import new_message, outbox
 from sagakit.services.host import row_or_404, runtime_of
 from sagakit.services.order.lifecycle import OrderStatus
-from sagakit.services.order.stuck import stuck_after
+from sagakit.services.order.stuck import STUCK, stuck_after
 from sagakit.topics import topic_name
 
 routes = APIRouter()
@@ -135,10 +135,7 @@ async def list_orders(
     args: list[Any] = []
     if stuck:
         args.append(runtime_of(request).extra.get("stuck_after") or stuck_after())
-        where.append(
-            "status IN ('PENDING', 'CANCELLING')"
-            f" AND created_at < now() - make_interval(secs => ${len(args)})"
-        )
+        where.append(STUCK.format(len(args)))
     if after:
         try:
             ts, oid = after.split("|", 1)

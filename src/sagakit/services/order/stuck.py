@@ -5,20 +5,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 
+from sagakit.aio import sleep_or_stop
 from sagakit.errors import ConfigError
 from sagakit.services.host import Runtime
 
 log = logging.getLogger(__name__)
 
-_QUERY = """
-SELECT order_id FROM orders
-WHERE status IN ('PENDING', 'CANCELLING') AND created_at < now() - make_interval(secs => $1)
-ORDER BY created_at LIMIT 20
-"""
+STUCK = "status IN ('PENDING', 'CANCELLING') AND created_at < now() - make_interval(secs => ${})"
+"""SQL condition for a stuck order; format it with the number of the parameter holding the
+deadline in seconds."""
 
 
 def stuck_after() -> float:
@@ -35,16 +33,16 @@ async def watch(rt: Runtime, stop: asyncio.Event, *, interval: float = 5.0) -> N
     while not stop.is_set():
         try:
             async with rt.pool.acquire() as conn:
-                count = await conn.fetchval(
-                    "SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING')"
-                    " AND created_at < now() - make_interval(secs => $1)",
-                    limit,
-                )
+                where = STUCK.format(1)
+                count = await conn.fetchval(f"SELECT count(*) FROM orders WHERE {where}", limit)
                 if count:
-                    sample = [r["order_id"] for r in await conn.fetch(_QUERY, limit)]
+                    rows = await conn.fetch(
+                        f"SELECT order_id FROM orders WHERE {where} ORDER BY created_at LIMIT 20",
+                        limit,
+                    )
+                    sample = [r["order_id"] for r in rows]
                     log.warning("%d order(s) stuck for over %.0f s, e.g. %s", count, limit, sample)
             rt.extra["stuck_orders"] = int(count)
         except Exception:
             log.exception("stuck-order check failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await sleep_or_stop(stop, interval)
