@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 
+from sagakit.aio import sleep_or_stop
 from sagakit.db.pool import Connection
 from sagakit.messaging import codec, inbox, outbox
 from sagakit.messaging.envelope import Envelope, derived_id
@@ -135,7 +136,7 @@ class ConsumerRuntime:
                         await commit()
                 except Exception:
                     log.exception("consumer %s: poll loop error; continuing", self.group)
-                    await _sleep_or_stop(stop, 0.5)
+                    await sleep_or_stop(stop, 0.5)
             with contextlib.suppress(Exception):
                 await commit()
         finally:
@@ -145,21 +146,24 @@ class ConsumerRuntime:
         self, batches: dict[TopicPartition, list[Record]]
     ) -> dict[TopicPartition, int]:
         """Handle a poll's records; return the next offset to commit per partition."""
-        items = [(r, self._parse(r)) for records in batches.values() for r in records]
+        by_partition = {
+            tp: [(r, self._parse(r)) for r in records] for tp, records in batches.items()
+        }
+        parsed = [p for items in by_partition.values() for _, p in items]
         if (
             self.options.batch_transactions
-            and len(items) > 1
-            and all(isinstance(p, _Parsed) for _, p in items)
+            and len(parsed) > 1
+            and all(isinstance(p, _Parsed) for p in parsed)
         ):
             try:
-                return await self._in_one_transaction(batches, items)
+                return await self._in_one_transaction(batches, parsed)
             except Exception as exc:
                 log.debug(
-                    "consumer %s: batch of %d failed (%r); one by one", self.group, len(items), exc
+                    "consumer %s: batch of %d failed (%r); one by one", self.group, len(parsed), exc
                 )
         offsets: dict[TopicPartition, int] = {}
-        for tp, records in batches.items():
-            nxt = await self._one_by_one(records)
+        for tp, items in by_partition.items():
+            nxt = await self._one_by_one(items)
             if nxt is not None:
                 offsets[tp] = nxt
             if self._stop.is_set():
@@ -169,9 +173,9 @@ class ConsumerRuntime:
     async def _in_one_transaction(
         self,
         batches: dict[TopicPartition, list[Record]],
-        items: list[tuple[Record, _Parsed | Exception]],
+        items: list[_Parsed | Exception],
     ) -> dict[TopicPartition, int]:
-        parsed = [p for _, p in items if isinstance(p, _Parsed)]
+        parsed = [p for p in items if isinstance(p, _Parsed)]
         handled = 0
         out: list[Envelope] = []
         async with self.pool.acquire() as conn, conn.transaction():
@@ -192,14 +196,14 @@ class ConsumerRuntime:
         self.stats.batches += 1
         return {tp: records[-1].offset + 1 for tp, records in batches.items()}
 
-    async def _one_by_one(self, records: Sequence[Record]) -> int | None:
+    async def _one_by_one(self, items: Sequence[tuple[Record, _Parsed | Exception]]) -> int | None:
         """Handle one partition's records, one transaction each; return the next offset."""
-        for rec in records:
+        for n, (rec, parsed) in enumerate(items):
             try:
-                await self._one(rec, self._parse(rec))
+                await self._one(rec, parsed)
             except _Stopping:
-                return rec.offset if rec is not records[0] else None
-        return records[-1].offset + 1
+                return rec.offset if n > 0 else None
+        return items[-1][0].offset + 1
 
     # -- one message ---------------------------------------------------------------------
     def _parse(self, rec: Record) -> _Parsed | Exception:
@@ -313,11 +317,6 @@ class ConsumerRuntime:
                 delay = min(delay * 2, self.options.retry.max_delay)
 
     async def _pause(self, seconds: float) -> None:
-        await _sleep_or_stop(self._stop, seconds)
+        await sleep_or_stop(self._stop, seconds)
         if self._stop.is_set():
             raise _Stopping
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
