@@ -82,7 +82,7 @@ async def run_bench(
         sampler = Sampler(_pids(fleet))
         async with Observer(orders_db) as observer:
             records = await _drive(client, observer, shop, sampler, result, failures, concurrency)
-            await _settle_all(observer, records, result)
+            await _settle_all(records, result)
         _summarise(records, result)
         await client.close()
         report = await audit(info.database_url, fleet.settings)
@@ -157,7 +157,7 @@ async def _drive(
     return records
 
 
-async def _settle_all(observer: Observer, records: list[Record], result: BenchResult) -> None:
+async def _settle_all(records: list[Record], result: BenchResult) -> None:
     futures = [f for _, _, f in records]
     _, pending = await asyncio.wait(futures, timeout=60) if futures else (set(), set())
     result.unsettled = len(pending)

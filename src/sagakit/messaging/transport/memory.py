@@ -22,7 +22,6 @@ from sagakit.messaging.transport.port import (
 class _Group:
     members: list[MemoryConsumer] = field(default_factory=list)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
-    generation: int = 0
 
 
 class MemoryBroker:
@@ -58,7 +57,6 @@ class MemoryBroker:
             self._rebalance(g)
 
     def _rebalance(self, g: _Group) -> None:
-        g.generation += 1
         for m in g.members:
             m.assignment = {}
         if not g.members:
