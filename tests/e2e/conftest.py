@@ -4,6 +4,7 @@ namespace of their own (topics, groups, databases), once per saga mode."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,7 +33,8 @@ async def fleet(
     )
     ports = {name: free_port() for name in ("order", "inventory", "payment", "orchestrator")}
     replicas = {"orchestrator": 2} if mode is Mode.ORCHESTRATION else {}
-    ports["orchestrator"] = _pair_of_free_ports() if replicas else ports["orchestrator"]
+    if replicas:  # the second orchestrator takes its port + 10
+        ports["orchestrator"] = free_port_base(10)
     fleet = Fleet(
         stack,
         settings,
@@ -49,19 +51,18 @@ async def fleet(
         fleet.stop()
 
 
-def _pair_of_free_ports() -> int:
-    """A port p with p + 10 free too (the second replica takes p + 10)."""
-    import socket
-
-    for _ in range(100):
-        p = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 10))
-                return p
-            except OSError:
-                continue
-    raise RuntimeError("no pair of free ports")
+def free_port_base(*offsets: int) -> int:
+    """A free port p such that p + each offset is free too."""
+    for _ in range(200):
+        base = free_port()
+        try:
+            for offset in offsets:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no free port with offsets {offsets} free too")
 
 
 class Shop:

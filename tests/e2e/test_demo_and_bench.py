@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sagakit.devstack import StackInfo
-from sagakit.devstack.processes import free_port
+from tests.e2e.conftest import free_port_base
 
 
 async def run_cli(
@@ -40,22 +40,6 @@ async def run_cli(
     return proc.returncode, out.decode()
 
 
-def port_base() -> int:
-    """Four consecutive free ports (free_port gives one; try until the next three are free)."""
-    import socket
-
-    for _ in range(200):
-        base = free_port()
-        try:
-            for p in range(base, base + 4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no four consecutive free ports")
-
-
 @pytest.mark.parametrize("mode", ["orchestration", "choreography"])
 async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path, mode: str) -> None:
     report = tmp_path / "demo.json"
@@ -69,7 +53,7 @@ async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path, mode:
         "--json",
         str(report),
         "--port-base",
-        str(port_base()),
+        str(free_port_base(1, 2, 3)),
     )
     assert code == 0, out
     result = json.loads(report.read_text())
@@ -102,7 +86,7 @@ async def test_bench_smoke_reports_sane_figures(stack: StackInfo, tmp_path: Path
         "--json",
         str(report),
         "--port-base",
-        str(port_base()),
+        str(free_port_base(1, 2, 3)),
     )
     assert code == 0, out
     r = json.loads(report.read_text())
