@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sagakit.config import Settings
+from sagakit.db.pool import redact
 from sagakit.devstack import DevStack
 from sagakit.errors import SagakitError, StackError
 
@@ -16,7 +17,8 @@ def _dev(args: argparse.Namespace) -> int:
     stack = DevStack()
     if args.action == "up":
         info = stack.up(timeout=args.timeout)
-        print(f"PostgreSQL  {info.database_url}" + (" (embedded)" if info.postgres_pid else ""))
+        embedded = " (embedded)" if info.postgres_pid else ""
+        print(f"PostgreSQL  {redact(info.database_url)}{embedded}")
         print(f"Kafka       {info.kafka_bootstrap}" + (" (embedded)" if info.broker_pid else ""))
         print(f"ready in {info.started_in:.1f} s")
         return 0
@@ -42,7 +44,7 @@ def _dev(args: argparse.Namespace) -> int:
         if info.broker_pid
         else "configured"
     )
-    print(f"PostgreSQL  {info.database_url}  ({pg})")
+    print(f"PostgreSQL  {redact(info.database_url)}  ({pg})")
     print(f"Kafka       {info.kafka_bootstrap}  ({kafka})")
     return 0
 
@@ -121,7 +123,7 @@ def _up(args: argparse.Namespace) -> int:
     fleet = Fleet(info, settings, mode=Mode(args.mode), ports=ports, log_dir=settings.home / "logs")
     asyncio.run(fleet.start())
     print(f"sagakit is up in {args.mode} mode")
-    print(f"  PostgreSQL  {info.database_url}")
+    print(f"  PostgreSQL  {redact(info.database_url)}")
     print(f"  Kafka       {info.kafka_bootstrap}")
     for name, sp in fleet.processes.items():
         print(f"  {name:<13}{sp.url}  (API docs {sp.url}/docs, log {sp.log})")
@@ -182,7 +184,7 @@ def _dlq(args: argparse.Namespace) -> int:
                 print(
                     f"{d.partition}:{d.offset}  {d.group} gave up on {d.topic}"
                     f"[{d.source_partition}:{d.source_offset}] {d.message_type or '?'}"
-                    f" key={d.key} after {d.attempts} attempt(s): {d.error}: {d.reason}"
+                    f" key={d.printable_key} after {d.attempts} attempt(s): {d.error}: {d.reason}"
                 )
             print(f"{len(letters)} dead letter(s)")
             return 0

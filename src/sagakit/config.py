@@ -63,6 +63,8 @@ class Settings:
     inbox_retention_hours: int = 168
     """How long the inbox remembers handled message ids: the window in which a redelivered
     message is still recognised as a duplicate. Keep it longer than any redelivery can take."""
+    saga_retention_hours: int = 720
+    """How long a finished saga and its log are kept before pruning."""
     namespace: str = ""
     """Prefix of topic, consumer group and database names: several deployments (or test
     runs) can share one cluster and one PostgreSQL server."""
@@ -93,6 +95,7 @@ class Settings:
             heartbeat_interval_ms=_int(env, "SAGAKIT_HEARTBEAT_INTERVAL_MS", 500, minimum=100),
             namespace=_names(env, "SAGAKIT_NAMESPACE", ("",))[0],
             inbox_retention_hours=_int(env, "SAGAKIT_INBOX_RETENTION_HOURS", 168, minimum=1),
+            saga_retention_hours=_int(env, "SAGAKIT_SAGA_RETENTION_HOURS", 720, minimum=1),
         )
 
 
@@ -100,7 +103,7 @@ def database_url(server_url: str, database: str) -> str:
     """The URL of ``database`` on the server that ``server_url`` points at."""
     scheme, sep, rest = server_url.partition("://")
     if not sep:
-        raise ConfigError(f"database URL {server_url!r} has no scheme")
+        raise ConfigError("database URL has no scheme (postgresql://...)")
     authority, _, tail = rest.partition("/")
     query = ""
     if "?" in tail:

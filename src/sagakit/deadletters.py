@@ -3,7 +3,7 @@ record once its cause is fixed (``sagakit dlq list`` / ``sagakit dlq replay``).
 
 Replaying forgets the message in the consumer group's inbox (it was recorded there when it
 was dead-lettered, so that redeliveries would not park it twice) and publishes the original
-record again, unchanged, to its original topic.
+record again, unchanged (key, value and headers byte for byte), to its original topic.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sagakit.db import Connection
 from sagakit.messaging.transport import OutgoingRecord, Producer, Transport
+from sagakit.messaging.transport.port import Headers
 from sagakit.topics import DEAD_LETTERS, topic_name
 
 _PREFIX = "sagakit.dlq."
@@ -24,7 +25,7 @@ _PREFIX = "sagakit.dlq."
 class DeadLetter:
     partition: int
     offset: int
-    key: str
+    key: bytes
     group: str
     """Consumer group that gave up on the record."""
     topic: str
@@ -35,8 +36,16 @@ class DeadLetter:
     reason: str
     attempts: int
     value: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Headers = field(default=())
     """The record's own headers, without the dead-letter ones."""
+
+    @property
+    def printable_key(self) -> str:
+        try:
+            text = self.key.decode()
+        except UnicodeDecodeError:
+            return repr(self.key)
+        return text if text.isprintable() else repr(self.key)
 
     @property
     def message_id(self) -> uuid.UUID | None:
@@ -60,19 +69,26 @@ def _parse(
     value: bytes | None,
     raw_headers: tuple[tuple[str, bytes], ...],
 ) -> DeadLetter:
-    headers = {k: v.decode("utf-8", "replace") for k, v in raw_headers}
-    own = {k: v for k, v in headers.items() if not k.startswith(_PREFIX)}
+    headers = {k: v.decode("utf-8", "replace") for k, v in raw_headers if k.startswith(_PREFIX)}
+    own = tuple((k, v) for k, v in raw_headers if not k.startswith(_PREFIX))
+
+    def number(name: str, default: int) -> int:
+        try:
+            return int(headers.get(_PREFIX + name, default))
+        except ValueError:
+            return default
+
     return DeadLetter(
         partition=partition,
         offset=offset,
-        key=(key or b"").decode("utf-8", "replace"),
+        key=key or b"",
         group=headers.get(_PREFIX + "group", ""),
         topic=headers.get(_PREFIX + "topic", ""),
-        source_partition=int(headers.get(_PREFIX + "partition", -1)),
-        source_offset=int(headers.get(_PREFIX + "offset", -1)),
+        source_partition=number("partition", -1),
+        source_offset=number("offset", -1),
         error=headers.get(_PREFIX + "error", ""),
         reason=headers.get(_PREFIX + "reason", ""),
-        attempts=int(headers.get(_PREFIX + "attempts", 0)),
+        attempts=number("attempts", 0),
         value=value or b"",
         headers=own,
     )
@@ -81,11 +97,11 @@ def _parse(
 async def read(
     transport: Transport, namespace: str = "", *, limit: int = 1000, idle: float = 1.5
 ) -> list[DeadLetter]:
-    """Every dead letter (up to ``limit``), oldest first per partition. Reads with a
-    throw-away consumer group and commits nothing."""
+    """Every dead letter (up to ``limit``), oldest first per partition. Reads every
+    partition without joining a consumer group, so listing leaves nothing behind."""
     topic = topic_name(namespace, DEAD_LETTERS)
     found: list[DeadLetter] = []
-    async with transport.consumer(f"sagakit-dlq-reader-{uuid.uuid4().hex[:8]}", [topic]) as c:
+    async with transport.consumer(None, [topic]) as c:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         while len(found) < limit and loop.time() - quiet_since < idle:
@@ -105,7 +121,6 @@ async def replay(letter: DeadLetter, *, producer: Producer, consumer_db: Connect
             letter.group,
             letter.message_id,
         )
-    headers = tuple((k, v.encode()) for k, v in letter.headers.items())
     await producer.send_many(
-        [OutgoingRecord(letter.topic, letter.key.encode(), letter.value, headers)]
+        [OutgoingRecord(letter.topic, letter.key, letter.value, letter.headers)]
     )

@@ -38,3 +38,9 @@ class TransientError(SagakitError):
 
 class ConcurrencyConflict(TransientError):
     """Someone else changed the row first (optimistic concurrency)."""
+
+
+class DatabaseUnavailable(TransientError):
+    """No usable database connection could be had (the server is down, restarting, out of
+    connections, or the pool is exhausted). An outage, not the message's fault: consumers
+    wait it out instead of spending the message's attempts."""

@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 
 from sagakit.messaging.transport import Consumer, OutgoingRecord, Record, Transport
+from sagakit.messaging.transport.port import PublishFailed
 
 
 def rec(topic: str, key: str, value: str, **headers: str) -> OutgoingRecord:
@@ -115,3 +116,37 @@ class TransportContract:
         values = [r.value for r in got["a"] + got["b"]]
         assert sorted(values) == sorted(str(n).encode() for n in range(60))
         assert {r.partition for r in got["a"]}.isdisjoint({r.partition for r in got["b"]})
+
+    async def test_any_bytes_survive_the_round_trip(self, transport: Transport, topic: str) -> None:
+        odd = OutgoingRecord(
+            topic, b"\x00\x00\x00\x2a", b"\xff\x00\xfe", (("nul\x00name", b"\x00\xff"),)
+        )
+        async with transport.producer() as producer:
+            await producer.send_many([odd, OutgoingRecord(topic, b"", b"")])
+        async with transport.consumer(f"g-{uuid.uuid4().hex}", [topic]) as consumer:
+            got = {r.key: r for r in await drain(consumer, 2)}
+        assert got[b"\x00\x00\x00\x2a"].value == b"\xff\x00\xfe"
+        assert got[b"\x00\x00\x00\x2a"].headers == (("nul\x00name", b"\x00\xff"),)
+        assert got[b""].value == b""
+
+    async def test_an_oversized_record_fails_alone(self, transport: Transport, topic: str) -> None:
+        batch = [rec(topic, "a", "1"), OutgoingRecord(topic, b"b", b"x" * 2_000_000)]
+        batch.append(rec(topic, "c", "3"))
+        async with transport.producer() as producer:
+            with pytest.raises(PublishFailed) as failed:
+                await producer.send_many(batch)
+        assert list(failed.value.failures) == [1]
+        assert not failed.value.failures[1].retriable, "too large stays too large"
+        async with transport.consumer(f"g-{uuid.uuid4().hex}", [topic]) as consumer:
+            assert sorted(r.value for r in await drain(consumer, 2)) == [b"1", b"3"]
+
+    async def test_a_reader_without_group_sees_everything(
+        self, transport: Transport, topic: str
+    ) -> None:
+        async with transport.producer() as producer:
+            await producer.send_many([rec(topic, f"k{n}", str(n)) for n in range(12)])
+        for _ in range(2):  # it commits nothing, so the second read sees it all again
+            async with transport.consumer(None, [topic]) as reader:
+                assert len(await drain(reader, 12)) == 12
+                with pytest.raises(TypeError):
+                    await reader.commit({(topic, 0): 1})

@@ -38,12 +38,13 @@ class Step(BaseModel):
     seq: int
 
 
-def recording_router(message_type: str) -> Router:
+def recording_router(message_type: str, namespace: str = "") -> Router:
     """A router whose one handler records each message it handles (no unique key, so a
-    double would show as two rows)."""
-    router = Router()
+    double would show as two rows). It reads the topic named like the type; ``namespace``
+    only places its dead-letter topic."""
+    router = Router(namespace)
 
-    @router.handles(message_type, Step)
+    @router.handles(message_type, Step, topic=message_type)
     async def record(ctx: MessageContext, step: Step) -> None:
         await ctx.tx.execute(
             "INSERT INTO effects (message_id, key, seq) VALUES ($1, $2, $3)",

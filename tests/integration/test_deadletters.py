@@ -63,7 +63,7 @@ async def test_list_then_replay_after_the_fix(fresh_db: str, kafka: KafkaTranspo
             assert letter.group == group and letter.topic == topic
             assert letter.message_id == env.message_id and letter.message_type == topic
             assert letter.error == "SagakitError" and "cannot handle" in letter.reason
-            assert letter.headers == {"traceparent": "t-9"}
+            assert letter.headers == (("traceparent", b"t-9"),)
 
             fixed = True
             conn = await asyncpg.connect(fresh_db)

@@ -41,7 +41,7 @@ async def start_sagas(pool: asyncpg.Pool, orch: Orchestrator, n: int) -> list[st
 
 async def commands(pool: asyncpg.Pool) -> list[tuple[str, str]]:
     rows = await pool.fetch("SELECT topic, key FROM sagakit_outbox ORDER BY id")
-    return [(r["topic"], r["key"]) for r in rows]
+    return [(r["topic"], r["key"].decode()) for r in rows]
 
 
 async def test_two_replicas_fire_each_timer_once(fresh_db: str) -> None:
@@ -118,4 +118,36 @@ async def test_stale_writes_conflict(fresh_db: str) -> None:
         await store.save(conn, state.evolve(attempt=2), entry)
         with pytest.raises(ConcurrencyConflict):
             await store.save(conn, state.evolve(attempt=3), entry)
+    await pool.close()
+
+
+async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
+    fresh_db: str,
+) -> None:
+    """A deploy dropped a step one saga is at: its timer and its replies park it (with the
+    reason, in its log); every other saga's timer still fires, and nothing loops."""
+    clock = Clock()
+    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=clock)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    ids = await start_sagas(pool, orch, 5)
+    broken, *healthy = ids
+    await pool.execute("UPDATE sagas SET step = 99 WHERE saga_id = $1", broken)
+    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    assert await orch.fire_timers(pool) == 5
+    assert await orch.fire_timers(pool) == 0, "the parked saga's timer stopped"
+    resent = [k for t, k in (await commands(pool))[5:]]
+    assert sorted(resent) == sorted(healthy)
+    row = await pool.fetchrow("SELECT parked, due_at FROM sagas WHERE saga_id = $1", broken)
+    assert "IndexError" in row["parked"] and row["due_at"] is None
+    env = new_message("inventory.reserved", {"order_id": broken}, key=broken)
+    async with pool.acquire() as conn, conn.transaction():
+        await orch.on_reply(MessageContext(env, conn, "orchestrator"), env.payload)
+    events = await pool.fetch("SELECT event FROM saga_log WHERE saga_id = $1 ORDER BY id", broken)
+    assert [e["event"] for e in events] == ["order.created", "parked"]
+
+    await pool.execute("UPDATE sagas SET step = 1 WHERE saga_id = $1", broken)  # the fix
+    async with pool.acquire() as conn:
+        assert await store.resume(conn, broken, clock.now)
+    assert await orch.fire_timers(pool) == 1
+    assert (await commands(pool))[-1] == ("inventory.reserve", broken)
     await pool.close()

@@ -28,7 +28,8 @@ def test_classification() -> None:
         validation = exc
     assert not is_retriable(MessageError("bad"))
     assert not is_retriable(validation)
-    assert not is_retriable(asyncpg.UniqueViolationError("dup"))
+    assert not is_retriable(asyncpg.CheckViolationError("check"))
+    assert is_retriable(asyncpg.UniqueViolationError("a race between replicas"))
     assert is_retriable(ConcurrencyConflict("race"))
     assert is_retriable(SagakitError("x", retriable=True))
     assert is_retriable(ConnectionResetError())
@@ -37,9 +38,10 @@ def test_classification() -> None:
 
 def test_outages_are_not_the_message_fault() -> None:
     assert is_outage(ConnectionRefusedError())
-    assert is_outage(TimeoutError())
+    assert not is_outage(TimeoutError()), "a command timeout: retried, not waited out"
     assert is_outage(asyncpg.CannotConnectNowError("starting up"))
     assert is_outage(asyncpg.ConnectionDoesNotExistError("gone"))
     assert not is_outage(asyncpg.UniqueViolationError("dup"))
+    assert not is_outage(asyncpg.CheckViolationError("check"))
     assert not is_outage(ConcurrencyConflict("race"))
     assert not is_outage(ValueError("bug"))

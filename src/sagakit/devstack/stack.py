@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sagakit.config import Settings
+from sagakit.db.pool import redact
 from sagakit.devstack import broker, postgres
 from sagakit.devstack.processes import alive, free_port, port_open
 from sagakit.devstack.provision import ensure_databases, ensure_topics
@@ -120,7 +121,9 @@ class DevStack:
         try:
             await asyncio.wait_for(ensure_databases(info.database_url, s.database_names), limit)
         except Exception as exc:
-            raise StackError(f"PostgreSQL at {info.database_url} unreachable: {exc!r}") from exc
+            raise StackError(
+                f"PostgreSQL at {redact(info.database_url)} unreachable: {exc!r}"
+            ) from exc
         try:
             await asyncio.wait_for(
                 ensure_topics(info.kafka_bootstrap, declared_topics(s.namespace), s.partitions),

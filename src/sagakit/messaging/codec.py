@@ -7,6 +7,7 @@ still carries its identity and lineage. Headers carry trace context only.
 from __future__ import annotations
 
 import json
+import struct
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -33,6 +34,30 @@ def encode_value(env: Envelope) -> bytes:
 
 def encode_headers(headers: dict[str, str] | Any) -> Headers:
     return [(k, v.encode()) for k, v in dict(headers).items()]
+
+
+def pack_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
+    """Headers as one binary blob (the outbox stores them so): any bytes survive, NUL
+    included, which neither PostgreSQL ``text`` nor ``jsonb`` can hold."""
+    out = bytearray()
+    for name, value in headers:
+        raw = name.encode("utf-8", "surrogatepass")
+        out += struct.pack(">I", len(raw)) + raw + struct.pack(">I", len(value)) + value
+    return bytes(out)
+
+
+def unpack_headers(blob: bytes) -> tuple[tuple[str, bytes], ...]:
+    """The inverse of :func:`pack_headers`."""
+    out: list[tuple[str, bytes]] = []
+    pos, end = 0, len(blob)
+    while pos < end:
+        (n,) = struct.unpack_from(">I", blob, pos)
+        name = blob[pos + 4 : pos + 4 + n].decode("utf-8", "surrogatepass")
+        pos += 4 + n
+        (m,) = struct.unpack_from(">I", blob, pos)
+        out.append((name, bytes(blob[pos + 4 : pos + 4 + m])))
+        pos += 4 + m
+    return tuple(out)
 
 
 def decode_headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -38,10 +38,14 @@ async def claim_many(
     return {r["message_id"] for r in rows}
 
 
-async def prune(conn: Connection, older_than: timedelta) -> int:
-    """Forget handled messages older than ``older_than``. Keep it longer than any
-    redelivery can take (offset retention, relay outages)."""
+async def prune(conn: Connection, older_than: timedelta, batch: int = 10_000) -> int:
+    """Forget up to ``batch`` handled messages older than ``older_than`` (call until it
+    returns less than ``batch``; short transactions keep the hot path free). Keep the
+    retention longer than any redelivery can take (offset retention, relay outages)."""
     status: str = await conn.execute(
-        "DELETE FROM sagakit_inbox WHERE handled_at < now() - $1::interval", older_than
+        "DELETE FROM sagakit_inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM sagakit_inbox"
+        " WHERE handled_at < now() - $1::interval LIMIT $2))",
+        older_than,
+        batch,
     )
     return int(status.split()[-1])

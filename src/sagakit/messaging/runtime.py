@@ -6,11 +6,17 @@ lock waits or deadlocks between this consumer's own transactions. If anything in
 the transaction rolls back and the records are handled one per transaction, so a bad
 message costs only itself:
 
-- the database unreachable: waited out, with backoff, without limit (not the message's fault);
-- retriable error: retried with exponential backoff and jitter, up to the policy's limit;
-- non-retriable or exhausted: the record goes to the dead-letter topic, with the error and
-  its origin in headers, written through the outbox in the same transaction as its inbox
-  row (so it is dead-lettered once even if redelivered).
+- the database unreachable (``Disposition.OUTAGE``): waited out, with backoff, without limit
+  (not the message's fault);
+- ``RETRY`` (races, deadlocks, command timeouts, unexpected bugs): retried with exponential
+  backoff and jitter, up to the policy's limit;
+- ``PERMANENT`` or exhausted: the record goes to the dead-letter topic, byte for byte, with
+  the error and its origin in extra headers, written through the outbox in the same
+  transaction as its inbox row (so it is dead-lettered once even if redelivered). A record
+  that cannot even be decoded goes there at once. Later records of the same key go on:
+  progress over per-key order for the one record that cannot be handled.
+
+The classification is :func:`sagakit.messaging.retry.classify`.
 
 Kafka offsets are committed only after the database commit (every ``commit_interval``, not
 after every poll). A crash in between means redelivery, and the inbox turns the redelivery
@@ -31,11 +37,11 @@ from typing import Any
 import asyncpg
 
 from sagakit.aio import sleep_or_stop
-from sagakit.db.pool import Connection
+from sagakit.db.pool import Connection, transaction
 from sagakit.messaging import codec, inbox, outbox
 from sagakit.messaging.envelope import Envelope, derived_id
 from sagakit.messaging.logcontext import handling
-from sagakit.messaging.retry import RetryPolicy, is_outage, is_retriable
+from sagakit.messaging.retry import Disposition, RetryPolicy, classify, is_outage
 from sagakit.messaging.router import MessageContext, Route, Router
 from sagakit.messaging.transport.port import Record, TopicPartition, Transport
 from sagakit.topics import DEAD_LETTERS, topic_name
@@ -178,7 +184,7 @@ class ConsumerRuntime:
         parsed = [p for p in items if isinstance(p, _Parsed)]
         handled = 0
         out: list[Envelope] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with transaction(self.pool) as conn:
             fresh = await inbox.claim_many(
                 conn, self.group, [p.envelope.message_id for p in parsed]
             )
@@ -237,7 +243,7 @@ class ConsumerRuntime:
         attempt = outage = 0
         while True:
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with transaction(self.pool) as conn:
                     first = await self._handle(conn, parsed)
                 if first:
                     self.on_commit()
@@ -246,7 +252,8 @@ class ConsumerRuntime:
                     self.stats.duplicates += 1
                 return
             except Exception as exc:
-                if is_outage(exc):
+                disposition = classify(exc)
+                if disposition is Disposition.OUTAGE:
                     # The database is unreachable: not the message's fault. Wait it out
                     # (the partition waits too) instead of spending the message's attempts.
                     outage += 1
@@ -258,7 +265,7 @@ class ConsumerRuntime:
                     await self._pause(policy.delay(min(outage, 10)))
                     continue
                 attempt += 1
-                if not is_retriable(exc) or attempt >= policy.max_attempts:
+                if disposition is Disposition.PERMANENT or attempt >= policy.max_attempts:
                     log.warning(
                         "consumer %s: %s %s failed after %d attempt(s), dead-lettering: %r",
                         self.group,
@@ -275,43 +282,43 @@ class ConsumerRuntime:
     async def _dead_letter(
         self, rec: Record, exc: BaseException, *, attempts: int, env: Envelope | None = None
     ) -> None:
-        """Write the record to the dead-letter topic (via the outbox) exactly once."""
+        """Copy the record, byte for byte, to the dead-letter topic (via the outbox) exactly
+        once, with why and where from in extra headers. If even that keeps failing (not for
+        an outage), the copy goes to the outbox's parking table instead: the partition must
+        move on either way."""
         message_id = env.message_id if env else derived_id(rec.topic, rec.partition, rec.offset)
-        headers = codec.decode_headers(rec.headers)
-        headers.update(
-            {
-                "sagakit.dlq.error": type(exc).__name__,
-                "sagakit.dlq.reason": str(exc)[:2000],
-                "sagakit.dlq.topic": rec.topic,
-                "sagakit.dlq.partition": str(rec.partition),
-                "sagakit.dlq.offset": str(rec.offset),
-                "sagakit.dlq.group": self.group,
-                "sagakit.dlq.attempts": str(attempts),
-            }
+        extra = {
+            "sagakit.dlq.error": type(exc).__name__,
+            "sagakit.dlq.reason": str(exc)[:2000],
+            "sagakit.dlq.topic": rec.topic,
+            "sagakit.dlq.partition": str(rec.partition),
+            "sagakit.dlq.offset": str(rec.offset),
+            "sagakit.dlq.group": self.group,
+            "sagakit.dlq.attempts": str(attempts),
+        }
+        row: outbox.Row = (
+            topic_name(self.router.namespace, self.options.dead_letter_topic),
+            rec.key or b"",
+            uuid.uuid4(),
+            rec.value or b"",
+            [*rec.headers, *((k, v.encode("utf-8", "replace")) for k, v in extra.items())],
         )
         delay = self.options.retry.initial_delay
+        failures = 0
         while True:
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with transaction(self.pool) as conn:
                     if await inbox.claim(conn, self.group, message_id):
-                        await outbox.add_raw(
-                            conn,
-                            [
-                                (
-                                    topic_name(
-                                        self.router.namespace, self.options.dead_letter_topic
-                                    ),
-                                    (rec.key or b"").decode("utf-8", "replace"),
-                                    uuid.uuid4(),
-                                    rec.value or b"",
-                                    headers,
-                                )
-                            ],
-                        )
+                        if failures < self.options.retry.max_attempts:
+                            await outbox.add_raw(conn, [row])
+                        else:
+                            await outbox.park_raw(conn, row, f"dead-lettering failed: {exc!r}")
                         self.stats.dead_lettered += 1
                 self.on_commit()
                 return
-            except Exception:
+            except Exception as err:
+                if not is_outage(err):
+                    failures += 1
                 log.exception("consumer %s: cannot dead-letter yet; retrying", self.group)
                 await self._pause(delay)
                 delay = min(delay * 2, self.options.retry.max_delay)

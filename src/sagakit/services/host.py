@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -19,10 +21,12 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from sagakit import http
 from sagakit.aio import sleep_or_stop
 from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
-from sagakit.errors import ConfigError
+from sagakit.db.pool import Connection, redact
+from sagakit.errors import ConfigError, TransientError
 from sagakit.messaging import (
     ConsumerOptions,
     ConsumerRuntime,
@@ -31,9 +35,9 @@ from sagakit.messaging import (
     inbox,
     logcontext,
 )
-from sagakit.messaging.retry import OUTAGES
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
 from sagakit.messaging.transport.port import Producer
+from sagakit.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +67,13 @@ class Runtime:
     producer: Producer
     consumer: ConsumerRuntime
     relay: OutboxRelay
+    supervisor: Supervisor
     extra: dict[str, Any] = field(default_factory=dict)
+    fatal: str | None = None
+    """Set when a background task was given up on: the process is going down."""
 
     def healthy(self) -> bool:
-        return time.monotonic() - self.consumer.last_poll < 10
+        return self.fatal is None and time.monotonic() - self.consumer.last_poll < 10
 
 
 Background = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
@@ -84,9 +91,25 @@ class ServiceSpec:
     """Message handlers for a mode and namespace."""
     background: Sequence[Background] = ()
     """Extra loops (the orchestrator's timers), run until shutdown."""
+    gauges: Mapping[str, str] = field(default_factory=dict)
+    """Metric name -> SQL returning one number, read at each scrape (cheap queries only)."""
 
 
-def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
+GAUGES = {
+    "sagakit_outbox_backlog": "SELECT count(*) FROM sagakit_outbox",
+    "sagakit_outbox_parked": "SELECT count(*) FROM sagakit_outbox_parked",
+}
+"""Read at each scrape for every service."""
+
+
+def create_app(
+    spec: ServiceSpec,
+    settings: Settings | None = None,
+    *,
+    on_fatal: Callable[[], None] = lambda: None,
+) -> FastAPI:
+    """The service as an ASGI app. ``on_fatal`` is called when a background task is given
+    up on (``serve`` stops the server then, and exits non-zero)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -107,8 +130,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 client_id=spec.name,
             )
         )
-        producer = transport.producer()
-        await producer.start()
+        producer = await _start_producer(transport, wait=60.0)
         router = spec.router(mode, settings.namespace)
         relay = OutboxRelay(pool, producer, listen_url=url)
         consumer = ConsumerRuntime(
@@ -119,38 +141,32 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             options=ConsumerOptions(),
             on_commit=relay.wake,
         )
-        rt = Runtime(settings, mode, pool, producer, consumer, relay)
-        app.state.runtime = rt
         stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(relay.run(stop), name="relay"),
-            asyncio.create_task(consumer.run(stop), name="consumer"),
-            asyncio.create_task(prune_inbox(rt, stop), name="inbox-pruning"),
-            *(asyncio.create_task(loop(rt, stop), name="background") for loop in spec.background),
-        ]
-        log.info("%s up (%s mode, database %s)", spec.name, mode, url)
+
+        def give_up(name: str, exc: BaseException) -> None:
+            rt.fatal = f"{name}: {exc!r}"
+            on_fatal()
+
+        supervisor = Supervisor(stop, give_up)
+        rt = Runtime(settings, mode, pool, producer, consumer, relay, supervisor)
+        app.state.runtime = rt
+        supervisor.start("relay", relay.run)
+        supervisor.start("consumer", consumer.run)
+        supervisor.start("inbox-pruning", functools.partial(prune_inbox, rt))
+        for loop in spec.background:
+            supervisor.start(loop.__name__, functools.partial(loop, rt))
+        log.info("%s up (%s mode, database %s)", spec.name, mode, redact(url))
         try:
             yield
         finally:
             stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.wait()
             await producer.stop()
             await pool.close()
 
     app = FastAPI(title=f"sagakit {spec.name} service", lifespan=lifespan)
     app.include_router(spec.routes)
-
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """The database is unreachable: say so (503, retry later), nothing was changed."""
-        log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
-        return JSONResponse(
-            {"detail": "database unavailable, nothing was changed; retry later"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
-
-    for outage in OUTAGES:  # the same list the consumers wait out
-        app.add_exception_handler(outage, unavailable)
+    http.install(app)  # body limit, 503 for outages and interrupted commits
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
@@ -168,10 +184,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             "mode": rt.mode,
             "database": db,
             "broker": broker,
+            "fatal": rt.fatal,
+            "listening": rt.relay.listening,
             "handled": stats.handled,
             "duplicates": stats.duplicates,
             "dead_lettered": stats.dead_lettered,
-            "published": rt.relay.published,
+            "published": rt.relay.stats.published,
+            "outbox_parked": rt.relay.stats.parked,
+            "restarts": sum(rt.supervisor.restarts.values()),
             **{k: v for k, v in rt.extra.items() if isinstance(v, int)},
         }
         return JSONResponse(body, status_code=200 if db and broker else 503)
@@ -186,8 +206,13 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             "sagakit_messages_duplicate_total": s.duplicates,
             "sagakit_messages_retried_total": s.retries,
             "sagakit_messages_dead_lettered_total": s.dead_lettered,
-            "sagakit_outbox_published_total": rt.relay.published,
+            "sagakit_outbox_published_total": rt.relay.stats.published,
+            "sagakit_outbox_send_failures_total": rt.relay.stats.failed_sends,
+            "sagakit_task_restarts_total": sum(rt.supervisor.restarts.values()),
         }
+        async with rt.pool.acquire(timeout=2) as conn:
+            for name, sql in {**GAUGES, **spec.gauges}.items():
+                values[name] = int(await conn.fetchval(sql))
         if "stuck_orders" in rt.extra:
             values["sagakit_stuck_orders"] = rt.extra["stuck_orders"]
         label = f'{{service="{spec.name}"}}'
@@ -196,18 +221,54 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def prune_inbox(rt: Runtime, stop: asyncio.Event, *, every: float = 600.0) -> None:
-    """Forget handled message ids older than the retention, every ``every`` seconds."""
-    keep = timedelta(hours=rt.settings.inbox_retention_hours)
+Prune = Callable[[Connection, timedelta, int], Awaitable[int]]
+"""Delete up to ``batch`` rows older than a retention; return how many went."""
+
+
+async def prune_periodically(
+    rt: Runtime,
+    stop: asyncio.Event,
+    prune: Prune,
+    keep: timedelta,
+    *,
+    what: str,
+    batch: int = 10_000,
+    every: float = 600.0,
+) -> None:
+    """Run ``prune`` every ``every`` seconds, in short batches until little is left (short
+    transactions keep the hot path free)."""
     while not stop.is_set():
-        try:
+        removed = batch
+        while removed == batch and not stop.is_set():
             async with rt.pool.acquire() as conn:
-                removed = await inbox.prune(conn, keep)
+                removed = await prune(conn, keep, batch)
             if removed:
-                log.info("inbox: forgot %d message ids older than %s", removed, keep)
-        except Exception:
-            log.exception("inbox pruning failed; will try again")
+                log.info("%s: pruned %d older than %s", what, removed, keep)
         await sleep_or_stop(stop, every)
+
+
+async def prune_inbox(rt: Runtime, stop: asyncio.Event) -> None:
+    """Forget handled message ids older than the inbox retention."""
+    keep = timedelta(hours=rt.settings.inbox_retention_hours)
+    await prune_periodically(rt, stop, inbox.prune, keep, what="inbox")
+
+
+async def _start_producer(transport: KafkaTransport, *, wait: float) -> Producer:
+    """A started producer; a broker that is not up yet is waited for, up to ``wait``
+    seconds (services and broker often start together)."""
+    deadline = time.monotonic() + wait
+    delay = 0.2
+    while True:
+        producer = transport.producer()
+        try:
+            await producer.start()
+            return producer
+        except TransientError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("broker not reachable yet (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -225,17 +286,34 @@ async def row_or_404(request: Request, table: str, key: str, value: str) -> asyn
 
 
 def serve(spec: ServiceSpec) -> None:
-    """Run a service: ``python -m sagakit.services.<name>``; port from SAGAKIT_PORT."""
+    """Run a service: ``python -m sagakit.services.<name>``; port from SAGAKIT_PORT. Exits
+    non-zero when a background task had to be given up on."""
     import uvicorn
 
     logcontext.configure(os.environ.get("SAGAKIT_LOG_LEVEL", "INFO"), prefix=f"{spec.name} ")
     port = int(os.environ.get("SAGAKIT_PORT", "0") or 0)
     if not port:
         raise ConfigError("SAGAKIT_PORT must be set")
-    uvicorn.run(
-        create_app(spec),
-        host=os.environ.get("SAGAKIT_HOST", "127.0.0.1"),
-        port=port,
-        log_level="warning",
-        access_log=False,
+    server: uvicorn.Server | None = None
+
+    def stop_serving() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(spec, on_fatal=stop_serving)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=os.environ.get("SAGAKIT_HOST", "127.0.0.1"),
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
     )
+    server.run()
+    rt: Runtime | None = getattr(app.state, "runtime", None)
+    if rt is not None and rt.fatal is not None:
+        log.critical("%s stopped: %s", spec.name, rt.fatal)
+        sys.exit(70)
+    if not server.started:
+        sys.exit(1)

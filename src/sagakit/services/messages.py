@@ -37,6 +37,8 @@ class ProductPriced(BaseModel):
 
     product_id: str
     price_cents: int = Field(ge=0)
+    version: int = Field(default=0, ge=0)
+    """Bumped by every change of the product: replicas keep the newest only."""
 
 
 class Outcome(OrderRef):

@@ -16,21 +16,35 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    BrokerResponseError,
     CommitFailedError,
     IllegalStateError,
     KafkaError,
     TopicAlreadyExistsError,
 )
 
-from sagakit.errors import TransientError
+from sagakit.errors import SagakitError, TransientError
 from sagakit.messaging.transport.port import (
     Consumer,
     OutgoingRecord,
     Producer,
+    PublishFailed,
     Record,
+    RecordRejected,
     TopicPartition,
     Transport,
 )
+
+
+def _why(exc: BaseException) -> SagakitError:
+    """A send failure as our taxonomy sees it. The broker's own non-retriable answers (too
+    large, invalid topic, not authorised, corrupt) and malformed arguments are final for
+    that record; timeouts, lost connections and leader moves may pass."""
+    if isinstance(exc, BrokerResponseError) and not exc.retriable:
+        return RecordRejected(f"broker rejected the record: {exc!r}")
+    if isinstance(exc, TypeError | ValueError):
+        return RecordRejected(f"record cannot be sent: {exc!r}")
+    return TransientError(f"publish failed: {exc!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,18 +91,25 @@ class KafkaProducer(Producer):
     async def send_many(self, records: Sequence[OutgoingRecord]) -> None:
         if self._producer is None:
             raise TransientError("producer not started")
-        try:
-            futures = [
-                await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
-                for r in records
-            ]
-            await asyncio.gather(*futures)
-        except KafkaError as exc:
-            raise TransientError(f"publish failed: {exc!r}") from exc
+        failures: dict[int, SagakitError] = {}
+        pending: dict[int, asyncio.Future[object]] = {}
+        for i, r in enumerate(records):
+            try:  # send() itself refuses an oversized record, before any I/O
+                pending[i] = await self._producer.send(
+                    r.topic, r.value, key=r.key, headers=list(r.headers)
+                )
+            except (KafkaError, TypeError, ValueError) as exc:
+                failures[i] = _why(exc)
+        results = await asyncio.gather(*pending.values(), return_exceptions=True)
+        for i, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                failures[i] = _why(result)
+        if failures:
+            raise PublishFailed(failures)
 
 
 class KafkaConsumer(Consumer):
-    def __init__(self, options: KafkaOptions, group: str, topics: Sequence[str]) -> None:
+    def __init__(self, options: KafkaOptions, group: str | None, topics: Sequence[str]) -> None:
         self.options = options
         self.group = group
         self.topics = tuple(topics)
@@ -101,7 +122,7 @@ class KafkaConsumer(Consumer):
             bootstrap_servers=o.bootstrap,
             client_id=o.client_id,
             group_id=self.group,
-            enable_auto_commit=False,
+            enable_auto_commit=False,  # without a group: every partition, nothing committed
             auto_offset_reset="earliest",
             fetch_max_wait_ms=o.fetch_max_wait_ms,
             session_timeout_ms=o.session_timeout_ms,
@@ -136,6 +157,8 @@ class KafkaConsumer(Consumer):
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         assert self._consumer is not None, "consumer not started"
+        if self.group is None:
+            raise TypeError("a reader without a group cannot commit offsets")
         assigned = self._consumer.assignment()
         mine = {KafkaTP(t, p): o for (t, p), o in offsets.items() if KafkaTP(t, p) in assigned}
         if not mine:
@@ -154,7 +177,7 @@ class KafkaTransport(Transport):
     def producer(self) -> Producer:
         return KafkaProducer(self.options)
 
-    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+    def consumer(self, group: str | None, topics: Sequence[str]) -> Consumer:
         return KafkaConsumer(self.options, group, topics)
 
     async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:

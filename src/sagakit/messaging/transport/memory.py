@@ -7,15 +7,20 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sagakit.errors import SagakitError
+from sagakit.errors import SagakitError, TransientError
 from sagakit.messaging.transport.port import (
     Consumer,
     OutgoingRecord,
     Producer,
+    PublishFailed,
     Record,
+    RecordRejected,
     TopicPartition,
     Transport,
 )
+
+MAX_RECORD_BYTES = 1_048_576
+"""Like Kafka's default ``max.request.size``: a larger record is rejected for good."""
 
 
 @dataclass
@@ -37,9 +42,12 @@ class MemoryBroker:
         self.partitions.setdefault(topic, [[] for _ in range(partitions)])
 
     def append(self, rec: OutgoingRecord) -> None:
+        size = len(rec.key) + len(rec.value) + sum(len(k) + len(v) for k, v in rec.headers)
+        if size > MAX_RECORD_BYTES:
+            raise RecordRejected(f"record of {size} bytes is over {MAX_RECORD_BYTES}")
         parts = self.partitions.get(rec.topic)
         if parts is None:
-            raise SagakitError(f"unknown topic {rec.topic!r}", retriable=True)
+            raise TransientError(f"unknown topic {rec.topic!r}")
         index = zlib.crc32(rec.key) % len(parts)
         log = parts[index]
         log.append(Record(rec.topic, index, len(log), rec.key, rec.value, rec.headers))
@@ -83,13 +91,19 @@ class MemoryProducer(Producer):
         return None
 
     async def send_many(self, records: Sequence[OutgoingRecord]) -> None:
-        for rec in records:
-            self.broker.append(rec)
+        failures: dict[int, SagakitError] = {}
+        for i, rec in enumerate(records):
+            try:
+                self.broker.append(rec)
+            except SagakitError as exc:
+                failures[i] = exc
         await asyncio.sleep(0)
+        if failures:
+            raise PublishFailed(failures)
 
 
 class MemoryConsumer(Consumer):
-    def __init__(self, broker: MemoryBroker, group: str, topics: Sequence[str]) -> None:
+    def __init__(self, broker: MemoryBroker, group: str | None, topics: Sequence[str]) -> None:
         self.broker = broker
         self.group = group
         self.topics = tuple(topics)
@@ -99,10 +113,16 @@ class MemoryConsumer(Consumer):
         for t in self.topics:
             if t not in self.broker.partitions:
                 raise SagakitError(f"unknown topic {t!r}")
-        self.broker.join(self.group, self)
+        if self.group is None:  # a reader: every partition, from the start
+            self.assignment = {
+                (t, p): 0 for t in self.topics for p in range(len(self.broker.partitions[t]))
+            }
+        else:
+            self.broker.join(self.group, self)
 
     async def stop(self) -> None:
-        self.broker.leave(self.group, self)
+        if self.group is not None:
+            self.broker.leave(self.group, self)
 
     def _take(self, max_records: int) -> dict[TopicPartition, list[Record]]:
         out: dict[TopicPartition, list[Record]] = {}
@@ -132,6 +152,8 @@ class MemoryConsumer(Consumer):
         return self._take(max_records)
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        if self.group is None:
+            raise TypeError("a reader without a group cannot commit offsets")
         g = self.broker.groups[self.group]
         ok = True
         for tp, offset in offsets.items():
@@ -149,7 +171,7 @@ class MemoryTransport(Transport):
     def producer(self) -> Producer:
         return MemoryProducer(self.broker)
 
-    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+    def consumer(self, group: str | None, topics: Sequence[str]) -> Consumer:
         return MemoryConsumer(self.broker, group, topics)
 
     async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:

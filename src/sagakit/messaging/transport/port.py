@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
+from sagakit.errors import SagakitError, TransientError
+
 Headers = tuple[tuple[str, bytes], ...]
 TopicPartition = tuple[str, int]
 
@@ -37,6 +39,21 @@ class Record:
         return (self.topic, self.partition)
 
 
+class RecordRejected(SagakitError):
+    """The broker refuses this record for good (too large, invalid topic, not allowed):
+    sending it again will not help."""
+
+
+class PublishFailed(TransientError):
+    """Some records of a batch were not published; the others were."""
+
+    def __init__(self, failures: Mapping[int, SagakitError]) -> None:
+        first = next(iter(failures.values()), None)
+        super().__init__(f"{len(failures)} record(s) not published, e.g. {first!r}")
+        self.failures = dict(failures)
+        """Index in the batch -> why; ``retriable`` says whether a resend may succeed."""
+
+
 class Producer(ABC):
     @abstractmethod
     async def start(self) -> None: ...
@@ -47,8 +64,9 @@ class Producer(ABC):
     @abstractmethod
     async def send_many(self, records: Sequence[OutgoingRecord]) -> None:
         """Publish every record and return once the broker acknowledged all of them
-        (acks=all). Records with the same key keep their order. Raises on failure: then
-        some, all or none may have been published."""
+        (acks=all). Records with the same key keep their order. Raises
+        :class:`PublishFailed` naming each record that was not published (the others
+        were); any other exception means some, all or none may have been published."""
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -94,7 +112,9 @@ class Transport(ABC):
     def producer(self) -> Producer: ...
 
     @abstractmethod
-    def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
+    def consumer(self, group: str | None, topics: Sequence[str]) -> Consumer:
+        """A group member; or, with ``group=None``, a reader of every partition from the
+        earliest offset that joins no group and cannot commit (operator tools)."""
 
     @abstractmethod
     async def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from sagakit import http
 from sagakit.messaging import new_message, outbox
 from sagakit.services.host import row_or_404, runtime_of
 from sagakit.services.messages import ProductPriced
@@ -13,9 +14,9 @@ from sagakit.topics import topic_name
 routes = APIRouter()
 
 
-class ProductIn(BaseModel):
-    stock: int = Field(ge=0, le=1_000_000_000, description="units available to sell")
-    price_cents: int = Field(ge=0, le=10**12)
+class ProductIn(http.StrictBody):
+    stock: http.Integer = Field(ge=0, le=1_000_000_000, description="units available to sell")
+    price_cents: http.Integer = Field(ge=0, le=10**12)
 
 
 class ProductOut(BaseModel):
@@ -26,11 +27,23 @@ class ProductOut(BaseModel):
     price_cents: int
 
 
-@routes.put("/products/{product_id}", response_model=ProductOut)
-async def put_product(product_id: str, body: ProductIn, request: Request) -> ProductOut:
+@routes.put(
+    "/products/{product_id}",
+    response_model=ProductOut,
+    responses={
+        **http.links(
+            200,
+            GetProduct=http.link(
+                "get_product", "the product just set", product_id="$response.body#/product_id"
+            ),
+        ),
+        **http.problems(503, body=True),
+    },
+)
+async def put_product(product_id: http.Identifier, body: ProductIn, request: Request) -> ProductOut:
     """Set a product's available stock and price (stock held by running sagas is kept)."""
     rt = runtime_of(request)
-    async with rt.pool.acquire() as conn, conn.transaction():
+    async with rt.pool.acquire() as conn, http.transaction(conn):
         row = await conn.fetchrow(
             """
             INSERT INTO products (product_id, available, initial, price_cents)
@@ -38,7 +51,8 @@ async def put_product(product_id: str, body: ProductIn, request: Request) -> Pro
             ON CONFLICT (product_id) DO UPDATE SET
                 available = EXCLUDED.available,
                 initial = EXCLUDED.available + products.reserved + products.sold,
-                price_cents = EXCLUDED.price_cents
+                price_cents = EXCLUDED.price_cents,
+                version = products.version + 1
             RETURNING *
             """,
             product_id,
@@ -46,14 +60,21 @@ async def put_product(product_id: str, body: ProductIn, request: Request) -> Pro
             body.price_cents,
         )
         assert row is not None
-        priced = ProductPriced(product_id=product_id, price_cents=body.price_cents)
+        priced = ProductPriced(
+            product_id=product_id, price_cents=body.price_cents, version=row["version"]
+        )
         topic = topic_name(rt.settings.namespace, "product.updated")
         await outbox.add(conn, new_message("product.updated", priced, key=product_id, topic=topic))
     rt.relay.wake()
     return ProductOut(**{k: row[k] for k in ProductOut.model_fields})
 
 
-@routes.get("/products/{product_id}", response_model=ProductOut)
-async def get_product(product_id: str, request: Request) -> ProductOut:
+@routes.get(
+    "/products/{product_id}",
+    response_model=ProductOut,
+    operation_id="get_product",
+    responses=http.problems(404, 503),
+)
+async def get_product(product_id: http.Identifier, request: Request) -> ProductOut:
     row = await row_or_404(request, "products", "product_id", product_id)
     return ProductOut(**{k: row[k] for k in ProductOut.model_fields})

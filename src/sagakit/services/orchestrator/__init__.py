@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sagakit.db import MigrationSet
 from sagakit.errors import ConfigError
 from sagakit.flows.order_saga import ORDER_SAGA
 from sagakit.messaging import Router
 from sagakit.services import SERVICE_DATABASES
-from sagakit.services.host import Mode, Runtime, ServiceSpec
+from sagakit.services.host import Mode, Runtime, ServiceSpec, prune_periodically
+from sagakit.services.orchestrator import store
 from sagakit.services.orchestrator.api import routes
 from sagakit.services.orchestrator.engine_runtime import Orchestrator
 
@@ -28,11 +30,18 @@ async def timers(rt: Runtime, stop: asyncio.Event) -> None:
     await _orchestrator(rt.settings.namespace).run_timers(rt.pool, stop)
 
 
+async def prune_sagas(rt: Runtime, stop: asyncio.Event) -> None:
+    """Forget finished sagas and their log after the saga retention."""
+    keep = timedelta(hours=rt.settings.saga_retention_hours)
+    await prune_periodically(rt, stop, store.prune, keep, what="sagas", batch=1000)
+
+
 SPEC = ServiceSpec(
     name="orchestrator",
     database=SERVICE_DATABASES["orchestrator"],
     migrations=MigrationSet.from_package("orchestrator", "sagakit.services.orchestrator"),
     routes=routes,
     router=router,
-    background=(timers,),
+    background=(timers, prune_sagas),
+    gauges={"sagakit_sagas_parked": "SELECT count(*) FROM sagas WHERE parked IS NOT NULL"},
 )

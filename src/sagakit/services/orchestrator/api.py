@@ -3,18 +3,69 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
 
+from sagakit import http
 from sagakit.saga import SagaStatus
 from sagakit.services.host import runtime_of
 
 routes = APIRouter()
 
 
-@routes.get("/sagas/{saga_id}")
-async def get_saga(saga_id: str, request: Request) -> dict[str, Any]:
+class SagaOut(BaseModel):
+    saga_id: str
+    definition: str
+    status: SagaStatus
+    step: int
+    attempt: int
+    data: dict[str, Any]
+    reason: str | None = None
+    started_at: float
+    due_at: float | None = None
+    version: int
+    updated_at: datetime
+    parked: str | None = None
+
+
+class Transition(BaseModel):
+    version: int
+    status: SagaStatus
+    step: str
+    event: str
+    note: str
+    commands: list[str]
+    at: datetime
+
+
+class Timeline(BaseModel):
+    saga: SagaOut
+    log: list[Transition]
+
+
+class SagaSummary(BaseModel):
+    saga_id: str
+    status: SagaStatus
+    step: int
+    reason: str | None = None
+    updated_at: datetime
+
+
+class SagaList(BaseModel):
+    sagas: list[SagaSummary]
+    counts: dict[str, int]
+
+
+@routes.get(
+    "/sagas/{saga_id}",
+    response_model=Timeline,
+    operation_id="get_saga",
+    responses=http.problems(404, 503),
+)
+async def get_saga(saga_id: http.Identifier, request: Request) -> Timeline:
     """A saga's state and every transition it went through."""
     async with runtime_of(request).pool.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM sagas WHERE saga_id = $1", saga_id)
@@ -25,17 +76,17 @@ async def get_saga(saga_id: str, request: Request) -> dict[str, Any]:
             " WHERE saga_id = $1 ORDER BY id",
             saga_id,
         )
-    saga = dict(row)
+    saga = {k: row[k] for k in SagaOut.model_fields if k in row}
     saga["data"] = json.loads(saga["data"])
-    return {"saga": saga, "log": [dict(s) for s in steps]}
+    return Timeline(saga=SagaOut(**saga), log=[Transition(**dict(s)) for s in steps])
 
 
-@routes.get("/sagas")
+@routes.get("/sagas", response_model=SagaList, responses=http.problems(503))
 async def list_sagas(
     request: Request,
     status: SagaStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> SagaList:
     """Newest sagas first, and a count per status."""
     async with runtime_of(request).pool.acquire() as conn:
         rows = await conn.fetch(
@@ -45,7 +96,7 @@ async def list_sagas(
             limit,
         )
         counts = await conn.fetch("SELECT status, count(*) AS n FROM sagas GROUP BY status")
-    return {
-        "sagas": [dict(r) for r in rows],
-        "counts": {r["status"]: r["n"] for r in counts},
-    }
+    return SagaList(
+        sagas=[SagaSummary(**dict(r)) for r in rows],
+        counts={r["status"]: r["n"] for r in counts},
+    )

@@ -13,7 +13,10 @@ from typing import Any
 import asyncpg
 
 from sagakit.aio import sleep_or_stop
+from sagakit.db import Connection, transaction
 from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
+from sagakit.messaging.outbox import printable
+from sagakit.messaging.retry import is_outage
 from sagakit.saga import (
     Decision,
     Replied,
@@ -69,25 +72,49 @@ class Orchestrator:
         if state is None:
             log.warning("reply %s for unknown saga %s ignored", env.type, saga_id)
             return
-        decision = decide(self.definition, state, Replied(env.type, payload, self.clock()))
+        parked = await store.parked_reason(ctx.tx, saga_id)
+        if parked is not None:
+            # Resuming re-sends the step's command; its participant answers again then.
+            log.warning("reply %s for parked saga %s ignored (%s)", env.type, saga_id, parked)
+            return
+        try:
+            decision = decide(self.definition, state, Replied(env.type, payload, self.clock()))
+            entry = self._entry(decision, env.type)
+        except Exception as exc:
+            await self._park(ctx.tx, state, f"{env.type}: {exc!r}")
+            return
         if decision.changed:
-            saved = await store.save(ctx.tx, decision.state, self._entry(decision, env.type))
+            saved = await store.save(ctx.tx, decision.state, entry)
             for message in self._commands(saved, decision, env.message_id):
                 ctx.send(message)
 
     async def fire_timers(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
-        """Handle every saga whose timer is due; safe with several replicas."""
+        """Handle every saga whose timer is due; safe with several replicas. Each saga runs
+        in a savepoint of its own: one that cannot be processed is parked, the rest go on."""
         now = self.clock()
-        async with pool.acquire() as conn, conn.transaction():
+        async with transaction(pool) as conn:
             states = await store.due(conn, now, limit)
-            out = []
+            out: list[Envelope] = []
             for state in states:
-                decision = decide(self.definition, state, TimedOut(now))
-                if decision.changed:
-                    saved = await store.save(conn, decision.state, self._entry(decision, "timer"))
-                    out += self._commands(saved, decision, None)
+                try:
+                    async with conn.transaction():
+                        decision = decide(self.definition, state, TimedOut(now))
+                        if decision.changed:
+                            entry = self._entry(decision, "timer")
+                            saved = await store.save(conn, decision.state, entry)
+                            out += self._commands(saved, decision, None)
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
+                    await self._park(conn, state, f"timer: {exc!r}")
             await outbox.add(conn, *out)
         return len(states)
+
+    async def _park(self, tx: Connection, state: SagaState, reason: str) -> None:
+        steps = self.definition.steps
+        step = steps[state.step].name if 0 <= state.step < len(steps) else f"#{state.step}"
+        log.error("saga %s parked at %s: %s", state.saga_id, step, reason)
+        await store.park(tx, state, step, printable(reason))
 
     async def run_timers(
         self, pool: asyncpg.Pool, stop: asyncio.Event, *, interval: float = 0.2

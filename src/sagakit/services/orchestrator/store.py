@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
@@ -102,6 +103,55 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     if version is None:
         raise ConcurrencyConflict(f"saga {s.saga_id} changed since version {s.version}")
     return s.evolve(version=version)
+
+
+async def parked_reason(tx: Connection, saga_id: str) -> str | None:
+    """Why the saga is parked, or None if it is not."""
+    reason: str | None = await tx.fetchval("SELECT parked FROM sagas WHERE saga_id = $1", saga_id)
+    return reason
+
+
+async def park(tx: Connection, s: SagaState, step: str, reason: str) -> None:
+    """Set the saga aside: its timer stops and replies are ignored until it is resumed.
+    The reason goes to the saga row and its log."""
+    await tx.execute(
+        "WITH written AS (UPDATE sagas SET parked = $2, due_at = NULL, version = version + 1,"
+        " updated_at = now() WHERE saga_id = $1 RETURNING version, status)"
+        " INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
+        " SELECT $1, version, status, $3, 'parked', $2, '{}' FROM written",
+        s.saga_id,
+        reason,
+        step,
+    )
+
+
+async def resume(tx: Connection, saga_id: str, now: float) -> bool:
+    """Take a parked saga back: its timer fires at once, which re-sends the step it was
+    at (participants answer a repeated command as they did the first time)."""
+    done = await tx.fetchval(
+        "WITH written AS (UPDATE sagas SET parked = NULL, due_at = $2, version = version + 1,"
+        " updated_at = now() WHERE saga_id = $1 AND parked IS NOT NULL"
+        " RETURNING version, status)"
+        " INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
+        " SELECT $1, version, status, '', 'resumed', '', '{}' FROM written RETURNING true",
+        saga_id,
+        now,
+    )
+    return bool(done)
+
+
+async def prune(tx: Connection, older_than: timedelta, batch: int = 1000) -> int:
+    """Forget finished sagas (and their log) last changed before ``older_than`` ago; at
+    most ``batch`` sagas per call."""
+    status: str = await tx.execute(
+        "WITH gone AS (DELETE FROM sagas WHERE saga_id IN (SELECT saga_id FROM sagas"
+        " WHERE status IN ('COMPLETED', 'FAILED') AND updated_at < now() - $1::interval"
+        " ORDER BY updated_at LIMIT $2) RETURNING saga_id)"
+        " DELETE FROM saga_log WHERE saga_id IN (SELECT saga_id FROM gone)",
+        older_than,
+        batch,
+    )
+    return int(status.split()[-1])
 
 
 async def due(tx: Connection, now: float, limit: int) -> list[SagaState]:

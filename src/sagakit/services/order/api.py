@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
+from sagakit import http
 from sagakit.messaging import new_message, outbox
 from sagakit.services.host import row_or_404, runtime_of
 from sagakit.services.order.lifecycle import OrderStatus
@@ -20,12 +21,15 @@ from sagakit.topics import topic_name
 routes = APIRouter()
 
 
-class OrderIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OrderIn(http.StrictBody):
+    customer_id: http.Identifier
+    product_id: http.Identifier
+    quantity: http.Integer = Field(gt=0, le=1_000_000)
 
-    customer_id: str = Field(min_length=1, max_length=200)
-    product_id: str = Field(min_length=1, max_length=200)
-    quantity: int = Field(gt=0, le=1_000_000)
+
+class OrderAccepted(BaseModel):
+    order_id: str
+    status: OrderStatus
 
 
 class OrderOut(BaseModel):
@@ -40,30 +44,72 @@ class OrderOut(BaseModel):
     updated_at: datetime
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = rf"^(-?[0-9]{{1,16}})\|({http.PRINTABLE}{{1,200}})$"
+
+Cursor = Annotated[
+    str,
+    AfterValidator(http.printable),
+    WithJsonSchema({"type": "string", "pattern": _CURSOR}),
+]
+"""Where a page ended: ``<created_at in microseconds since 1970>|<order_id>``. Every string
+of this form is a cursor (16 digits reach past the year 2200), so the documented pattern is
+the whole rule."""
+
+
 class OrderPage(BaseModel):
     orders: list[OrderOut]
-    next_cursor: str | None = Field(description="pass as ?after= for the next page")
+    next_cursor: str | None = Field(
+        description="pass as ?after= for the next page", json_schema_extra={"pattern": _CURSOR}
+    )
 
 
 def _out(row: asyncpg.Record) -> OrderOut:
     return OrderOut(**{k: row[k] for k in OrderOut.model_fields})
 
 
-@routes.post("/orders", status_code=202, responses={409: {"description": "key reused"}})
+@routes.post(
+    "/orders",
+    status_code=202,
+    response_model=OrderAccepted,
+    responses={
+        **http.links(
+            202,
+            GetOrder=http.link(
+                "get_order", "the order just placed", order_id="$response.body#/order_id"
+            ),
+        ),
+        **http.problems(
+            409,
+            503,
+            body=True,
+            descriptions={409: "This customer used the Idempotency-Key for a different order."},
+        ),
+    },
+)
 async def place_order(
     body: OrderIn,
     request: Request,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JSONResponse:
+    idempotency_key: Annotated[
+        http.IdempotencyKey | None,
+        Header(description="makes a retry safe: one order per key and customer"),
+    ] = None,
+) -> OrderAccepted:
     """Store the order PENDING and announce ``order.created`` in one transaction. The same
-    ``Idempotency-Key`` returns the same order and starts one saga."""
+    ``Idempotency-Key`` from the same customer returns the same order and starts one saga;
+    each customer has keys of their own."""
     rt = runtime_of(request)
     order_id = str(uuid.uuid4())
-    async with rt.pool.acquire() as conn, conn.transaction():
+    retry = (
+        "retry with the same Idempotency-Key"
+        if idempotency_key
+        else "the order may exist; send an Idempotency-Key to make a retry safe"
+    )
+    async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
         inserted = await conn.fetchval(
             "INSERT INTO orders (order_id, customer_id, product_id, quantity, status,"
             " idempotency_key) VALUES ($1, $2, $3, $4, 'PENDING', $5)"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING true",
+            " ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING true",
             order_id,
             body.customer_id,
             body.product_id,
@@ -72,17 +118,14 @@ async def place_order(
         )
         if not inserted:
             row = await conn.fetchrow(
-                "SELECT * FROM orders WHERE idempotency_key = $1", idempotency_key
+                "SELECT * FROM orders WHERE customer_id = $1 AND idempotency_key = $2",
+                body.customer_id,
+                idempotency_key,
             )
             assert row is not None
-            same = (row["customer_id"], row["product_id"], row["quantity"]) == (
-                body.customer_id,
-                body.product_id,
-                body.quantity,
-            )
-            if not same:
+            if (row["product_id"], row["quantity"]) != (body.product_id, body.quantity):
                 raise HTTPException(409, "Idempotency-Key was used for a different order")
-            return JSONResponse({"order_id": row["order_id"], "status": row["status"]}, 202)
+            return OrderAccepted(order_id=row["order_id"], status=row["status"])
         price = await conn.fetchval(
             "SELECT price_cents FROM prices WHERE product_id = $1", body.product_id
         )
@@ -95,11 +138,16 @@ async def place_order(
         )
         await outbox.add(conn, event)
     rt.relay.wake()
-    return JSONResponse({"order_id": order_id, "status": "PENDING"}, 202)
+    return OrderAccepted(order_id=order_id, status=OrderStatus.PENDING)
 
 
-@routes.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: str, request: Request) -> OrderOut:
+@routes.get(
+    "/orders/{order_id}",
+    response_model=OrderOut,
+    operation_id="get_order",
+    responses=http.problems(404, 503),
+)
+async def get_order(order_id: http.Identifier, request: Request) -> OrderOut:
     return _out(await row_or_404(request, "orders", "order_id", order_id))
 
 
@@ -108,8 +156,8 @@ class Price(BaseModel):
     price_cents: int
 
 
-@routes.get("/catalog/{product_id}", response_model=Price)
-async def get_price(product_id: str, request: Request) -> Price:
+@routes.get("/catalog/{product_id}", response_model=Price, responses=http.problems(404, 503))
+async def get_price(product_id: http.Identifier, request: Request) -> Price:
     """The price this service knows for a product (replicated from inventory's events)."""
     async with runtime_of(request).pool.acquire() as conn:
         price = await conn.fetchval(
@@ -120,11 +168,11 @@ async def get_price(product_id: str, request: Request) -> Price:
     return Price(product_id=product_id, price_cents=price)
 
 
-@routes.get("/orders", response_model=OrderPage)
+@routes.get("/orders", response_model=OrderPage, responses=http.problems(503))
 async def list_orders(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[str | None, Query(description="cursor from the previous page")] = None,
+    after: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
     status: OrderStatus | None = None,
     stuck: Annotated[
         bool, Query(description="only orders unsettled for longer than the stuck deadline")
@@ -136,13 +184,8 @@ async def list_orders(
     if stuck:
         args.append(runtime_of(request).extra.get("stuck_after") or stuck_after())
         where.append(STUCK.format(len(args)))
-    if after:
-        try:
-            ts, oid = after.split("|", 1)
-            cursor: tuple[Any, ...] = (datetime.fromisoformat(ts), oid)
-        except ValueError:
-            raise HTTPException(422, "after: not a cursor from this API") from None
-        args += list(cursor)
+    if after is not None:
+        args += list(_cursor(after))
         where.append(f"(created_at, order_id) > (${len(args) - 1}, ${len(args)})")
     if status:
         args.append(status.value)
@@ -157,5 +200,14 @@ async def list_orders(
     orders = [_out(r) for r in rows]
     nxt = None
     if len(orders) == limit:
-        nxt = f"{orders[-1].created_at.isoformat()}|{orders[-1].order_id}"
+        last = orders[-1]
+        nxt = f"{(last.created_at - _EPOCH) // timedelta(microseconds=1)}|{last.order_id}"
     return OrderPage(orders=orders, next_cursor=nxt)
+
+
+def _cursor(after: str) -> tuple[datetime, str]:
+    """The (created_at, order_id) a page ended at, from the ``next_cursor`` it returned."""
+    found = re.fullmatch(_CURSOR, after)
+    if found is None:
+        raise http.invalid("query", "after", "not a cursor from this API", after)
+    return _EPOCH + timedelta(microseconds=int(found[1])), found[2]

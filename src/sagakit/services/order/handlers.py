@@ -28,11 +28,15 @@ def router(mode: Mode, namespace: str) -> Router:
 
 
 async def price_changed(ctx: MessageContext, event: ProductPriced) -> None:
+    """Apply only a newer version: events of one product can arrive out of order (a batch
+    re-sent after a partial failure, a dead letter replayed later)."""
     await ctx.tx.execute(
-        "INSERT INTO prices (product_id, price_cents) VALUES ($1, $2) ON CONFLICT (product_id)"
-        " DO UPDATE SET price_cents = EXCLUDED.price_cents, updated_at = now()",
+        "INSERT INTO prices (product_id, price_cents, version) VALUES ($1, $2, $3)"
+        " ON CONFLICT (product_id) DO UPDATE SET price_cents = EXCLUDED.price_cents,"
+        " version = EXCLUDED.version, updated_at = now() WHERE prices.version < EXCLUDED.version",
         event.product_id,
         event.price_cents,
+        event.version,
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from sagakit import http
 from sagakit.services.host import row_or_404, runtime_of
 
 routes = APIRouter()
 
 
-class CustomerIn(BaseModel):
-    balance_cents: int = Field(ge=0, le=10**15)
+class CustomerIn(http.StrictBody):
+    balance_cents: http.Integer = Field(ge=0, le=10**15)
 
 
 class CustomerOut(BaseModel):
@@ -21,10 +22,26 @@ class CustomerOut(BaseModel):
     refunded_cents: int
 
 
-@routes.put("/customers/{customer_id}", response_model=CustomerOut)
-async def put_customer(customer_id: str, body: CustomerIn, request: Request) -> CustomerOut:
+@routes.put(
+    "/customers/{customer_id}",
+    response_model=CustomerOut,
+    responses={
+        **http.links(
+            200,
+            GetCustomer=http.link(
+                "get_customer",
+                "the customer just set",
+                customer_id="$response.body#/customer_id",
+            ),
+        ),
+        **http.problems(503, body=True),
+    },
+)
+async def put_customer(
+    customer_id: http.Identifier, body: CustomerIn, request: Request
+) -> CustomerOut:
     """Set a customer's balance (what they can still spend)."""
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime_of(request).pool.acquire() as conn, http.transaction(conn):
         row = await conn.fetchrow(
             """
             INSERT INTO customers (customer_id, balance_cents) VALUES ($1, $2)
@@ -38,7 +55,12 @@ async def put_customer(customer_id: str, body: CustomerIn, request: Request) -> 
     return CustomerOut(**{k: row[k] for k in CustomerOut.model_fields})
 
 
-@routes.get("/customers/{customer_id}", response_model=CustomerOut)
-async def get_customer(customer_id: str, request: Request) -> CustomerOut:
+@routes.get(
+    "/customers/{customer_id}",
+    response_model=CustomerOut,
+    operation_id="get_customer",
+    responses=http.problems(404, 503),
+)
+async def get_customer(customer_id: http.Identifier, request: Request) -> CustomerOut:
     row = await row_or_404(request, "customers", "customer_id", customer_id)
     return CustomerOut(**{k: row[k] for k in CustomerOut.model_fields})
