@@ -210,6 +210,76 @@ def _dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _service_db(settings: Settings, server: str, service: str) -> str:
+    from sagakit.config import database_url
+    from sagakit.services import SERVICE_DATABASES
+
+    if service not in SERVICE_DATABASES:
+        raise SagakitError(f"unknown service {service!r}: one of {', '.join(SERVICE_DATABASES)}")
+    return database_url(server, settings.database(SERVICE_DATABASES[service]))
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import asyncpg
+
+    from sagakit.messaging import outbox
+
+    settings = Settings.from_env()
+    server, _ = _endpoints(settings)
+    url = _service_db(settings, server, args.service)
+
+    async def run() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            if args.action == "requeue":
+                if not await outbox.requeue(conn, args.id):
+                    print(f"no parked row {args.id} in {args.service}", file=sys.stderr)
+                    return 1
+                print(f"row {args.id} is back in {args.service}'s outbox")
+                return 0
+            rows = await outbox.parked(conn, args.limit)
+            for r in rows:
+                print(
+                    f"{r['id']}  {r['topic']} key={r['key']!r} {r['size']} bytes,"
+                    f" parked {r['parked_at']:%Y-%m-%d %H:%M:%S} after {r['attempts']}"
+                    f" attempt(s): {r['error']}"
+                )
+            print(f"{len(rows)} parked row(s) in {args.service}")
+            return 0
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _sagas(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from sagakit.services.orchestrator import store
+
+    settings = Settings.from_env()
+    server, _ = _endpoints(settings)
+    url = _service_db(settings, server, "orchestrator")
+
+    async def run() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            if not await store.resume(conn, args.saga_id, time.time()):
+                print(f"saga {args.saga_id} is not parked", file=sys.stderr)
+                return 1
+        finally:
+            await conn.close()
+        print(f"saga {args.saga_id} resumed: its step is sent again")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -266,6 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (dlq_list, dlq_replay):
         p.add_argument("--limit", type=int, default=1000)
     dlq.set_defaults(func=_dlq)
+
+    ob = sub.add_parser("outbox", help="rows the broker refused: list or requeue them")
+    ob_sub = ob.add_subparsers(dest="action", required=True)
+    ob_list = ob_sub.add_parser("parked", help="rows parked because the broker refused them")
+    ob_list.add_argument("--limit", type=int, default=100)
+    ob_requeue = ob_sub.add_parser("requeue", help="send a parked row again")
+    ob_requeue.add_argument("id", type=int)
+    for p in (ob_list, ob_requeue):
+        p.add_argument("--service", required=True, help="whose database (order, payment, ...)")
+    ob.set_defaults(func=_outbox)
+
+    sagas = sub.add_parser("sagas", help="operator actions on sagas")
+    sagas_sub = sagas.add_subparsers(dest="action", required=True)
+    resume = sagas_sub.add_parser("resume", help="take a parked saga back (re-sends its step)")
+    resume.add_argument("saga_id")
+    sagas.set_defaults(func=_sagas)
 
     check = sub.add_parser("check", help="audit the saga invariants across the databases")
     check.set_defaults(func=_check)

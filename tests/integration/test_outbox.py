@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
 
 import asyncpg
 import pytest
 
-from sagakit.messaging import codec
+from sagakit.messaging import OutboxRelay, codec, outbox
 from sagakit.messaging.transport.kafka import KafkaTransport
+from sagakit.messaging.transport.memory import MemoryBroker, MemoryTransport
+from sagakit.messaging.transport.port import PublishFailed
 from tests.conftest import unique
 from tests.contract.transport import drain
 from tests.integration.kit import enqueue, running_relay
@@ -142,3 +145,58 @@ async def test_relays_and_consumers_together_handle_each_message_once_in_key_ord
         seqs[r["key"]].append(r["seq"])
     assert all(s == list(range(per_key)) for s in seqs.values()), "per-key order"
     assert first.stats.handled > 0 and second.stats.handled > 0, "both consumers worked"
+
+
+async def test_a_row_the_broker_refuses_is_parked_and_the_rest_flow(
+    fresh_db: str, kafka: KafkaTransport
+) -> None:
+    """An oversized row used to be the oldest row of every claim for ever; now it is parked
+    (listed, requeued by an operator) and the rows behind it, of its key too, go out."""
+    topic = unique("outbox")
+    await kafka.ensure_topics([topic], 1)
+    conn = await asyncpg.connect(fresh_db)
+    async with conn.transaction():
+        await outbox.add_raw(conn, [(topic, b"k", uuid.uuid4(), b"x" * 2_000_000, [])])
+        for n in range(3):
+            await enqueue(conn, topic, "k", n)
+    async with running_relay(fresh_db, kafka) as relay:
+        async with kafka.consumer(unique("g"), [topic]) as consumer:
+            got = await drain(consumer, 3)
+        assert relay.stats.parked == 1
+    assert [codec.decode(topic, r.key, r.value, r.headers).payload["seq"] for r in got] == [0, 1, 2]
+    [row] = await outbox.parked(conn)
+    assert row["size"] == 2_000_000 and "MessageSizeTooLarge" in row["error"]
+    assert await outbox.requeue(conn, row["id"])
+    assert not await outbox.requeue(conn, row["id"])
+    assert await conn.fetchval("SELECT count(*) FROM sagakit_outbox") == 1
+    await conn.close()
+
+
+async def test_a_row_that_keeps_failing_alone_is_parked_after_its_attempts(
+    fresh_db: str,
+) -> None:
+    """Failures of one row while the rest of its batch goes through count against it; a
+    batch that fails as a whole (an outage) counts against no row."""
+    broker = MemoryBroker()
+    transport = MemoryTransport(broker)
+    await transport.ensure_topics(["ok"], 1)
+    conn = await asyncpg.connect(fresh_db)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    producer = transport.producer()
+    relay = OutboxRelay(pool, producer, max_attempts=3)
+    async with conn.transaction():
+        await enqueue(conn, "missing", "a", 1)  # a topic that does not exist
+    for _ in range(5):  # alone in its batch: an outage as far as the relay can tell
+        with pytest.raises(PublishFailed):
+            await relay.publish_once()
+    assert await conn.fetchval("SELECT attempts FROM sagakit_outbox") == 0
+    for n in range(3):
+        async with conn.transaction():
+            await enqueue(conn, "ok", "b", n)
+        await relay.publish_once()
+    assert await conn.fetchval("SELECT count(*) FROM sagakit_outbox") == 0
+    [row] = await outbox.parked(conn)
+    assert row["topic"] == "missing" and row["attempts"] == 3
+    assert len(broker.partitions["ok"][0]) == 3
+    await pool.close()
+    await conn.close()

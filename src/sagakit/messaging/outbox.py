@@ -128,6 +128,37 @@ async def park_raw(tx: Connection, row: Row, error: str) -> None:
     )
 
 
+async def parked(conn: Connection, limit: int = 100) -> list[asyncpg.Record]:
+    """Parked rows, oldest first (operator tools)."""
+    return list(
+        await conn.fetch(
+            "SELECT id, topic, key, message_id, octet_length(value) AS size, attempts, error,"
+            " parked_at FROM sagakit_outbox_parked ORDER BY id LIMIT $1",
+            limit,
+        )
+    )
+
+
+async def requeue(conn: Connection, row_id: int) -> bool:
+    """Move a parked row back into the outbox (once its cause is fixed); False if there is
+    no such parked row."""
+    async with conn.transaction():
+        key = await conn.fetchval(
+            "SELECT key FROM sagakit_outbox_parked WHERE id = $1 FOR UPDATE", row_id
+        )
+        if key is None:
+            return False
+        await conn.execute(
+            "WITH back AS (DELETE FROM sagakit_outbox_parked WHERE id = $1 RETURNING *)"
+            " INSERT INTO sagakit_outbox"
+            " (lane, topic, key, message_id, value, headers, created_at)"
+            " SELECT $2, topic, key, message_id, value, headers, created_at FROM back",
+            row_id,
+            lane_of(key),
+        )
+    return True
+
+
 async def add_raw(tx: Connection, rows: Sequence[Row]) -> None:
     """Queue already-encoded records, whatever bytes their key and headers hold."""
     if not rows:
@@ -225,7 +256,7 @@ class OutboxRelay:
                 row = rows[i]
                 if not why.retriable or row["attempts"] + 1 >= self.max_attempts:
                     park[row["id"]] = printable(str(why))
-                else:
+                elif sent:  # others went through: this row's own failure
                     retry[row["id"]] = printable(str(why))
             if park:
                 await conn.execute(_PARK, list(park), list(park.values()))
