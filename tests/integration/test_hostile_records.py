@@ -3,7 +3,10 @@ the dead-letter topic once, byte for byte, and the consumer goes on with the res
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -139,3 +142,61 @@ async def test_a_dead_letter_too_large_for_the_broker_is_parked(harness: Harness
         assert await conn.fetchval("SELECT count(*) FROM sagakit_outbox") == 0
     finally:
         await conn.close()
+
+
+PRODUCE_BAD_HEADER_NAME = r"""
+import asyncio, sys
+from aiokafka import AIOKafkaProducer
+
+class NotUtf8(str):  # the pure-Python encoder asks the name for its bytes
+    def encode(self, *args, **kwargs):
+        return b"\xff\xfe-name"
+
+async def main(bootstrap, topic, before, after):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    batch = producer.create_batch()
+    batch.append(key=b"k", value=before.encode(), timestamp=None, headers=[])
+    batch.append(key=b"k", value=b"bad", timestamp=None, headers=[(NotUtf8("x"), b"1")])
+    await (await producer.send_batch(batch, topic, partition=0))
+    await producer.send_and_wait(topic, after.encode(), key=b"k", partition=0)
+    await producer.stop()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_record_the_client_cannot_decode_is_parked_not_a_wall(
+    harness: Harness, stack: StackInfo
+) -> None:
+    """A header name that is not UTF-8 (a Go producer can send one) makes the Kafka client
+    raise at that offset on every poll. The consumer parks a placeholder naming the offset
+    and goes on with the records behind it."""
+    h = harness
+    conn = await asyncpg.connect(h.url)
+    async with conn.transaction():  # two valid envelopes, encoded as ours are
+        await enqueue(conn, h.topic, "k", 20_001)
+        await enqueue(conn, h.topic, "k", 20_002)
+        rows = await conn.fetch("DELETE FROM sagakit_outbox RETURNING id, value")
+    await conn.close()
+    before_after = [r["value"].decode() for r in sorted(rows, key=lambda r: r["id"])]
+    env = {**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PRODUCE_BAD_HEADER_NAME,
+        stack.kafka_bootstrap,
+        h.topic,
+        *before_after,
+        env=env,
+    )
+    assert await proc.wait() == 0
+
+    async def through() -> bool:
+        return {20_001, 20_002} <= {r["seq"] for r in await effects(h.url)}
+
+    await wait_for(through, timeout=60)
+    letters = await deadletters.read(h.kafka, h.namespace, idle=0.3)
+    unreadable = [d for d in letters if "cannot decode" in d.reason]
+    assert len(unreadable) == 1 and unreadable[0].topic == h.topic
+    assert unreadable[0].source_partition == 0

@@ -105,3 +105,21 @@ async def test_contradicting_late_events_are_refused(
     assert await deliver(conn, oid, then) == "refused"
     after = await conn.fetchval("SELECT status FROM orders WHERE order_id = $1", oid)
     assert after == before
+
+
+@pytest.mark.parametrize("arrival", list(itertools.permutations(range(3))))
+async def test_the_price_replica_keeps_the_newest_version(
+    fresh_db: str, arrival: tuple[int, ...]
+) -> None:
+    """product.updated events of one product, in any arrival order (and one twice): the
+    replica ends at the newest version's price."""
+    conn = await asyncpg.connect(fresh_db)
+    await migrate(conn, ORDERS)
+    route = ROUTES["product.updated"]
+    for n in (*arrival, arrival[0]):
+        payload = {"product_id": "p", "price_cents": 100 * (n + 1), "version": n}
+        env = new_message("product.updated", payload, key="p")
+        async with conn.transaction():
+            await route.handler(MessageContext(env, conn, "order"), route.parse(env))
+    assert await conn.fetchval("SELECT price_cents FROM prices WHERE product_id = 'p'") == 300
+    await conn.close()

@@ -74,6 +74,19 @@ async def test_a_lone_surrogate_is_422_and_the_answer_still_renders(
     assert r.content.isascii()
 
 
+def test_safe_text_takes_any_printable_text_and_nothing_else() -> None:
+    class Note(http.StrictBody):
+        text: http.SafeText
+
+    assert Note(text="").text == ""
+    assert Note(text="naïve 東京 ✓ \u2028").text.startswith("naïve")
+    for bad in BAD_TEXT:
+        with pytest.raises(ValueError, match="control character"):
+            Note(text=bad)
+    with pytest.raises(ValueError, match="at most 1000"):
+        Note(text="x" * 1001)
+
+
 PATHS = [
     ("order", "GET", "/orders/{}"),
     ("order", "GET", "/catalog/{}"),

@@ -158,6 +158,23 @@ def stop(data_dir: Path, *, timeout: float = 15.0) -> None:
         stop_group(pid)
 
 
+def crash(data_dir: Path, *, timeout: float = 15.0) -> None:
+    """Immediate shutdown, as in a crash: every server process quits at once, without a
+    checkpoint, and open connections break; the next :func:`start` runs crash recovery.
+    For fault-injection tests."""
+    data_dir = data_dir.resolve()
+    pid = _postmaster_pid(data_dir)
+    if not alive(pid):
+        return
+    with contextlib.suppress(StackError, subprocess.TimeoutExpired):
+        _run(
+            [_bin("pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"],
+            timeout=timeout,
+        )
+    if pid is not None and alive(pid):
+        stop_group(pid)
+
+
 def wipe(data_dir: Path) -> None:
     stop(data_dir)
     shutil.rmtree(data_dir, ignore_errors=True)

@@ -38,6 +38,7 @@ import asyncpg
 
 from sagakit.aio import sleep_or_stop
 from sagakit.db.pool import Connection, transaction
+from sagakit.errors import MessageError
 from sagakit.messaging import codec, inbox, outbox
 from sagakit.messaging.envelope import Envelope, derived_id
 from sagakit.messaging.logcontext import handling
@@ -213,6 +214,8 @@ class ConsumerRuntime:
 
     # -- one message ---------------------------------------------------------------------
     def _parse(self, rec: Record) -> _Parsed | Exception:
+        if rec.unreadable is not None:
+            return MessageError(f"the client library cannot decode this record: {rec.unreadable}")
         try:
             env = codec.decode(rec.topic, rec.key, rec.value, rec.headers)
             route = self.router.route(env)

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -108,6 +108,14 @@ class KafkaProducer(Producer):
             raise PublishFailed(failures)
 
 
+_UNREADABLE = (UnicodeDecodeError,)
+"""What aiokafka raises from a poll when a record's bytes cannot be decoded."""
+
+
+def _record(r: ConsumerRecord[bytes, bytes]) -> Record:
+    return Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+
+
 class KafkaConsumer(Consumer):
     def __init__(self, options: KafkaOptions, group: str | None, topics: Sequence[str]) -> None:
         self.options = options
@@ -145,15 +153,46 @@ class KafkaConsumer(Consumer):
         self, *, max_records: int, timeout_ms: int
     ) -> dict[TopicPartition, list[Record]]:
         assert self._consumer is not None, "consumer not started"
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        try:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except _UNREADABLE:
+            return await self._salvage(max_records)
         return {
-            (tp.topic, tp.partition): [
-                Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
-                for r in records
-            ]
+            (tp.topic, tp.partition): [_record(r) for r in records]
             for tp, records in batches.items()
             if records
         }
+
+    async def _salvage(self, max_records: int) -> dict[TopicPartition, list[Record]]:
+        """aiokafka raises on a record it cannot decode (a header name that is not UTF-8,
+        which a Go producer can send), every time it meets it, and never gets past it.
+        Read each partition one record at a time instead: what decodes is returned as
+        usual; at the offset that does not, an ``unreadable`` placeholder is returned and
+        the partition moves past it. The records after it in the same producer batch are
+        unreadable to the client too, so they become placeholders one by one."""
+        assert self._consumer is not None
+        out: dict[TopicPartition, list[Record]] = {}
+        wait_ms = 3 * self.options.fetch_max_wait_ms
+        for tp in sorted(self._consumer.assignment()):
+            # A poll that raised leaves a half-read buffer: seeking drops it.
+            self._consumer.seek(tp, await self._consumer.position(tp))
+            got: list[Record] = []
+            while len(got) < max_records:
+                try:
+                    batch = await self._consumer.getmany(tp, timeout_ms=wait_ms, max_records=1)
+                except _UNREADABLE as exc:
+                    offset = await self._consumer.position(tp)
+                    got.append(
+                        Record(tp.topic, tp.partition, offset, None, None, (), repr(exc)[:500])
+                    )
+                    self._consumer.seek(tp, offset + 1)
+                    continue
+                if not batch:
+                    break
+                got += [_record(r) for records in batch.values() for r in records]
+            if got:
+                out[(tp.topic, tp.partition)] = got
+        return out
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         assert self._consumer is not None, "consumer not started"

@@ -33,6 +33,10 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default=())
+    unreadable: str | None = None
+    """Set (with key, value and headers empty) for a record the client library could not
+    decode at this offset, e.g. a header name that is not UTF-8: the consumer parks it
+    like any record it cannot handle, instead of stopping at it."""
 
     @property
     def tp(self) -> TopicPartition:

@@ -124,7 +124,9 @@ async def place_order(
             )
             assert row is not None
             if (row["product_id"], row["quantity"]) != (body.product_id, body.quantity):
-                raise HTTPException(409, "Idempotency-Key was used for a different order")
+                raise HTTPException(
+                    409, "this customer used the Idempotency-Key for a different order"
+                )
             return OrderAccepted(order_id=row["order_id"], status=row["status"])
         price = await conn.fetchval(
             "SELECT price_cents FROM prices WHERE product_id = $1", body.product_id
