@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sagakit.db import Connection
 from sagakit.errors import SagakitError
-from sagakit.messaging.retry import is_outage
+from sagakit.messaging.retry import Disposition, classify, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +314,14 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """An outage: 503, nothing was changed (a transaction that failed before its COMMIT was
-    rolled back). Anything else is a bug, and stays a 500."""
-    if not (is_outage(exc) or isinstance(exc, TimeoutError)):
+    """An outage, or a database error that passes on its own (a deadlock, a serialization
+    failure, a race with another writer, a command timeout): 503, nothing was changed. True
+    of reads, and of writes made through :func:`transaction` (one that failed before its
+    COMMIT was rolled back; a failed COMMIT is :class:`OutcomeUnknown` instead). Any other
+    error is a bug, and stays a 500."""
+    disposition = classify(exc)
+    transient = isinstance(exc, asyncpg.PostgresError | TimeoutError)
+    if not (disposition is Disposition.OUTAGE or (transient and disposition is Disposition.RETRY)):
         raise exc
     log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
     return JSONResponse(

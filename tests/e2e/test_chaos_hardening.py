@@ -9,7 +9,8 @@ and money accounted for to the unit and the cent.
 
 Two sizes: ``-m chaos`` runs a short version (CI), ``-m slow`` the full one (10,000 sagas).
 Environment: SAGAKIT_CHAOS_SHORT_SAGAS / SAGAKIT_CHAOS_SHORT_RATE and SAGAKIT_CHAOS_SAGAS /
-SAGAKIT_CHAOS_RATE (sagas, and sagas placed per second), SAGAKIT_CHAOS_SEED.
+SAGAKIT_CHAOS_RATE (sagas, and sagas placed per second), SAGAKIT_CHAOS_SEED;
+SAGAKIT_CHAOS_KEEP_A_REPLICA=0 lets a kill take down the last running replica of a service.
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ class Size:
         return self.sagas / self.rate
 
 
-SHORT = Size(int(_env("SAGAKIT_CHAOS_SHORT_SAGAS", 400)), _env("SAGAKIT_CHAOS_SHORT_RATE", 25))
+SHORT = Size(int(_env("SAGAKIT_CHAOS_SHORT_SAGAS", 500)), _env("SAGAKIT_CHAOS_SHORT_RATE", 20))
 FULL = Size(int(_env("SAGAKIT_CHAOS_SAGAS", 10_000)), _env("SAGAKIT_CHAOS_RATE", 30))
 SEED = int(os.environ.get("SAGAKIT_CHAOS_SEED", "1"))
 
 SETTLE_WITHIN = 60.0
 """Seconds after the chaos stops by which every order must be settled."""
 KILL_EVERY = 1.0
+KEEP_A_REPLICA = os.environ.get("SAGAKIT_CHAOS_KEEP_A_REPLICA", "1") != "0"
 DUPLICATE_EVERY = 100
 POISON_EVERY = 0.5
 PG_RESTARTS = 2
@@ -142,6 +144,8 @@ class Figures:
     records_seen: int = 0
     poison: int = 0
     resent: int = 0
+    spared: int = 0
+    """Seconds in which no process was killed (none could be spared)."""
     restart_seconds: list[float] = field(default_factory=list)
     """How long each killed process took to be healthy again."""
     anomalies: list[str] = field(default_factory=list)
@@ -258,13 +262,20 @@ class ChaosRun:
     # -- chaos -----------------------------------------------------------------------------
     async def kill_loop(self) -> None:
         """Every second, SIGKILL a random running service process; restart it after a short
-        random pause."""
+        random pause. While KEEP_A_REPLICA holds, the last running replica of a service is
+        spared (a restart takes several seconds: at one kill a second every process would
+        be down most of the time); a second with no process to spare kills nothing."""
         loop = asyncio.get_running_loop()
         tick = loop.time()
         while not self.stop_chaos.is_set():
             self._revive_the_fallen()
             up = [n for n in sorted(self.fleet.processes) if n not in self.down]
-            if up:
+            alive = Counter(n.split("-")[0] for n in up)
+            if KEEP_A_REPLICA:
+                up = [n for n in up if alive[n.split("-")[0]] > 1]
+            if not up:
+                self.figures.spared += 1
+            else:
                 victim = self.rng.choice(up)
                 self.fleet.kill(victim)
                 self.figures.kills += 1
@@ -316,7 +327,7 @@ class ChaosRun:
         began = loop.time()
         for n in range(PG_RESTARTS):
             at = began + length * (n + 1) / (PG_RESTARTS + 1)
-            await asyncio.sleep(max(0.0, at - loop.time()))
+            await asyncio.sleep(max(3.0, at - loop.time()))  # up for 3 s at least
             if self.pg is None:
                 return
             await self._crash_restart(*self.pg)
@@ -529,6 +540,7 @@ async def test_no_saga_lost_doubled_or_stuck_under_chaos(
     f = run.figures
     summary = (
         f"chaos[{fleet.mode.value}] sagas={size.sagas} rate={size.rate:g}/s kills={f.kills}"
+        f" spared={f.spared}"
         f" pg_restarts={f.pg_restarts} duplicates={f.duplicates}/{f.records_seen}"
         f" poison={f.poison} resent={f.resent} lost={verdict.lost} doubled={verdict.doubled}"
         f" unsettled={verdict.unsettled} books={len(verdict.books)}"

@@ -120,6 +120,7 @@ class ConsumerRuntime:
             ready.set()
         pending: dict[TopicPartition, int] = {}
         last_commit = time.monotonic()
+        errors = 0
 
         async def commit() -> None:
             nonlocal last_commit
@@ -142,8 +143,13 @@ class ConsumerRuntime:
                     if pending and (due or not batches):
                         await commit()
                 except Exception:
+                    errors += 1
+                    if errors >= 20:  # ~10 s: a fresh client may do better (the supervisor)
+                        raise
                     log.exception("consumer %s: poll loop error; continuing", self.group)
                     await sleep_or_stop(stop, 0.5)
+                else:
+                    errors = 0
             with contextlib.suppress(Exception):
                 await commit()
         finally:
