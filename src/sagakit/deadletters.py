@@ -67,9 +67,11 @@ def _parse(
     offset: int,
     key: bytes | None,
     value: bytes | None,
-    raw_headers: tuple[tuple[str, bytes], ...],
+    raw_headers: Headers,
 ) -> DeadLetter:
-    headers = {k: v.decode("utf-8", "replace") for k, v in raw_headers if k.startswith(_PREFIX)}
+    headers = {
+        k: v.decode("utf-8", "replace") for k, v in raw_headers if k.startswith(_PREFIX) and v
+    }
     own = tuple((k, v) for k, v in raw_headers if not k.startswith(_PREFIX))
 
     def number(name: str, default: int) -> int:

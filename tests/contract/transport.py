@@ -119,14 +119,17 @@ class TransportContract:
 
     async def test_any_bytes_survive_the_round_trip(self, transport: Transport, topic: str) -> None:
         odd = OutgoingRecord(
-            topic, b"\x00\x00\x00\x2a", b"\xff\x00\xfe", (("nul\x00name", b"\x00\xff"),)
+            topic,
+            b"\x00\x00\x00\x2a",
+            b"\xff\x00\xfe",
+            (("nul\x00name", b"\x00\xff"), ("no value", None)),
         )
         async with transport.producer() as producer:
             await producer.send_many([odd, OutgoingRecord(topic, b"", b"")])
         async with transport.consumer(f"g-{uuid.uuid4().hex}", [topic]) as consumer:
             got = {r.key: r for r in await drain(consumer, 2)}
         assert got[b"\x00\x00\x00\x2a"].value == b"\xff\x00\xfe"
-        assert got[b"\x00\x00\x00\x2a"].headers == (("nul\x00name", b"\x00\xff"),)
+        assert got[b"\x00\x00\x00\x2a"].headers == odd.headers
         assert got[b""].value == b""
 
     async def test_an_oversized_record_fails_alone(self, transport: Transport, topic: str) -> None:

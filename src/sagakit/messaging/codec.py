@@ -36,39 +36,54 @@ def encode_headers(headers: dict[str, str] | Any) -> Headers:
     return [(k, v.encode()) for k, v in dict(headers).items()]
 
 
-def pack_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
-    """Headers as one binary blob (the outbox stores them so): any bytes survive, NUL
-    included, which neither PostgreSQL ``text`` nor ``jsonb`` can hold."""
+_NULL = 0xFFFF_FFFF
+"""Length that stands for a null header value (Kafka allows them)."""
+
+
+def pack_headers(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
+    """Headers as one binary blob (the outbox stores them so): any bytes survive, NUL and
+    null values included, which neither PostgreSQL ``text`` nor ``jsonb`` can hold. Per
+    header: a 4-byte length and the UTF-8 name, a 4-byte length (or 0xFFFFFFFF for null)
+    and the value."""
     out = bytearray()
     for name, value in headers:
         raw = name.encode("utf-8", "surrogatepass")
-        out += struct.pack(">I", len(raw)) + raw + struct.pack(">I", len(value)) + value
+        out += struct.pack(">I", len(raw)) + raw
+        out += struct.pack(">I", _NULL) if value is None else struct.pack(">I", len(value)) + value
     return bytes(out)
 
 
-def unpack_headers(blob: bytes) -> tuple[tuple[str, bytes], ...]:
+def unpack_headers(blob: bytes) -> tuple[tuple[str, bytes | None], ...]:
     """The inverse of :func:`pack_headers`."""
-    out: list[tuple[str, bytes]] = []
+    out: list[tuple[str, bytes | None]] = []
     pos, end = 0, len(blob)
     while pos < end:
         (n,) = struct.unpack_from(">I", blob, pos)
         name = blob[pos + 4 : pos + 4 + n].decode("utf-8", "surrogatepass")
         pos += 4 + n
         (m,) = struct.unpack_from(">I", blob, pos)
-        out.append((name, bytes(blob[pos + 4 : pos + 4 + m])))
-        pos += 4 + m
+        if m == _NULL:
+            out.append((name, None))
+            pos += 4
+        else:
+            out.append((name, bytes(blob[pos + 4 : pos + 4 + m])))
+            pos += 4 + m
     return tuple(out)
 
 
-def decode_headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+def decode_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in headers or ():
-        out[k] = v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)
+        if v is not None:
+            out[k] = v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)
     return out
 
 
 def decode(
-    topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
 ) -> Envelope:
     """Decode a record; raise :class:`MessageError` (never retried) on any malformation."""
     if value is None:

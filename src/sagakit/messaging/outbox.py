@@ -77,7 +77,7 @@ UPDATE sagakit_outbox o SET attempts = o.attempts + 1, last_error = e.error
 FROM unnest($1::bigint[], $2::text[]) AS e(id, error) WHERE o.id = e.id
 """
 
-Row = tuple[str, bytes, uuid.UUID, bytes, Sequence[tuple[str, bytes]]]
+Row = tuple[str, bytes, uuid.UUID, bytes, Sequence[tuple[str, bytes | None]]]
 """An already encoded record: ``(topic, key, message_id, value, headers)``."""
 
 

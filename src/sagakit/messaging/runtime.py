@@ -73,6 +73,8 @@ class ConsumerStats:
     duplicates: int = 0
     retries: int = 0
     dead_lettered: int = 0
+    skipped: int = 0
+    """Records that could be neither handled nor parked (logged with their offset)."""
     batches: int = 0
     commit_conflicts: int = 0
 
@@ -328,6 +330,19 @@ class ConsumerRuntime:
             except Exception as err:
                 if not is_outage(err):
                     failures += 1
+                if failures >= 2 * self.options.retry.max_attempts:
+                    # Not even the parking table takes it: the partition must not stop.
+                    # The record stays on the broker at its offset, which the log names.
+                    log.critical(
+                        "consumer %s: cannot park %s[%d]@%d anywhere (%r); skipped",
+                        self.group,
+                        rec.topic,
+                        rec.partition,
+                        rec.offset,
+                        err,
+                    )
+                    self.stats.skipped += 1
+                    return
                 log.exception("consumer %s: cannot dead-letter yet; retrying", self.group)
                 await self._pause(delay)
                 delay = min(delay * 2, self.options.retry.max_delay)

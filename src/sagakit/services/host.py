@@ -206,6 +206,7 @@ def create_app(
             "sagakit_messages_duplicate_total": s.duplicates,
             "sagakit_messages_retried_total": s.retries,
             "sagakit_messages_dead_lettered_total": s.dead_lettered,
+            "sagakit_messages_skipped_total": s.skipped,
             "sagakit_outbox_published_total": rt.relay.stats.published,
             "sagakit_outbox_send_failures_total": rt.relay.stats.failed_sends,
             "sagakit_task_restarts_total": sum(rt.supervisor.restarts.values()),

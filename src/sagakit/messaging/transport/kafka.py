@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     BrokerResponseError,
     CommitFailedError,
+    CorruptRecordException,
     IllegalStateError,
     KafkaError,
     TopicAlreadyExistsError,
@@ -108,8 +109,9 @@ class KafkaProducer(Producer):
             raise PublishFailed(failures)
 
 
-_UNREADABLE = (UnicodeDecodeError,)
-"""What aiokafka raises from a poll when a record's bytes cannot be decoded."""
+_UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
+"""What aiokafka raises from a poll when a record's bytes cannot be decoded (the C
+extension and the pure-Python reader differ)."""
 
 
 def _record(r: ConsumerRecord[bytes, bytes]) -> Record:
@@ -122,6 +124,8 @@ class KafkaConsumer(Consumer):
         self.group = group
         self.topics = tuple(topics)
         self._consumer: AIOKafkaConsumer | None = None
+        self._returned: dict[TopicPartition, int] = {}
+        """Per partition, the offset after the last record returned."""
 
     async def start(self) -> None:
         o = self.options
@@ -157,29 +161,54 @@ class KafkaConsumer(Consumer):
             batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except _UNREADABLE:
             return await self._salvage(max_records)
-        return {
+        out = {
             (tp.topic, tp.partition): [_record(r) for r in records]
             for tp, records in batches.items()
             if records
         }
+        for tp, records in out.items():
+            self._returned[tp] = records[-1].offset + 1
+        return out
+
+    async def _rewind(self, tp: KafkaTP) -> None:
+        """Back to an offset nothing after which was skipped: a poll that raised has moved
+        the positions of partitions whose records it then threw away. A group member goes
+        back to its committed offset (records handled since come again; the inbox drops
+        them), a reader to the offset after the last record it returned."""
+        assert self._consumer is not None
+        if self.group is not None:
+            nxt = await self._consumer.committed(tp)
+        else:
+            nxt = self._returned.get((tp.topic, tp.partition))
+        if nxt is None:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, nxt)
 
     async def _salvage(self, max_records: int) -> dict[TopicPartition, list[Record]]:
         """aiokafka raises on a record it cannot decode (a header name that is not UTF-8,
         which a Go producer can send), every time it meets it, and never gets past it.
-        Read each partition one record at a time instead: what decodes is returned as
-        usual; at the offset that does not, an ``unreadable`` placeholder is returned and
-        the partition moves past it. The records after it in the same producer batch are
-        unreadable to the client too, so they become placeholders one by one."""
+        Read each partition one record at a time instead, from the first offset not yet
+        returned: what decodes is returned as usual; at the offset that does not, an
+        ``unreadable`` placeholder is returned and the partition moves past it. The records
+        after it in the same producer batch are unreadable to the client too, so they
+        become placeholders one by one (the offsets are in the dead letters)."""
         assert self._consumer is not None
         out: dict[TopicPartition, list[Record]] = {}
-        wait_ms = 3 * self.options.fetch_max_wait_ms
         for tp in sorted(self._consumer.assignment()):
-            # A poll that raised leaves a half-read buffer: seeking drops it.
-            self._consumer.seek(tp, await self._consumer.position(tp))
+            await self._rewind(tp)
+        for tp in sorted(self._consumer.assignment()):
             got: list[Record] = []
             while len(got) < max_records:
+                position = await self._consumer.position(tp)
+                end = self._consumer.highwater(tp)
+                if end is not None and position >= end:
+                    break
+                # Records known to be there are waited for as long as a request may take;
+                # a partition not fetched yet only briefly.
+                wait = self.options.request_timeout_ms if end is not None else 200
                 try:
-                    batch = await self._consumer.getmany(tp, timeout_ms=wait_ms, max_records=1)
+                    batch = await self._consumer.getmany(tp, timeout_ms=wait, max_records=1)
                 except _UNREADABLE as exc:
                     offset = await self._consumer.position(tp)
                     got.append(
@@ -191,7 +220,9 @@ class KafkaConsumer(Consumer):
                     break
                 got += [_record(r) for records in batch.values() for r in records]
             if got:
-                out[(tp.topic, tp.partition)] = got
+                key = (tp.topic, tp.partition)
+                out[key] = got
+                self._returned[key] = got[-1].offset + 1
         return out
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:

@@ -42,7 +42,7 @@ class MemoryBroker:
         self.partitions.setdefault(topic, [[] for _ in range(partitions)])
 
     def append(self, rec: OutgoingRecord) -> None:
-        size = len(rec.key) + len(rec.value) + sum(len(k) + len(v) for k, v in rec.headers)
+        size = len(rec.key) + len(rec.value) + sum(len(k) + len(v or b"") for k, v in rec.headers)
         if size > MAX_RECORD_BYTES:
             raise RecordRejected(f"record of {size} bytes is over {MAX_RECORD_BYTES}")
         parts = self.partitions.get(rec.topic)

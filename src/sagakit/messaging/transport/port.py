@@ -13,7 +13,8 @@ from typing import Self
 
 from sagakit.errors import SagakitError, TransientError
 
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[tuple[str, bytes | None], ...]
+"""Kafka allows a header without a value (null)."""
 TopicPartition = tuple[str, int]
 
 
