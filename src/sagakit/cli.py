@@ -201,9 +201,12 @@ def _dlq(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(url)
         try:
             async with transport.producer() as producer:
-                await deadletters.replay(letter, producer=producer, consumer_db=conn)
+                replayed = await deadletters.replay(letter, producer=producer, consumer_db=conn)
         finally:
             await conn.close()
+        if not replayed:
+            print(f"{letter.message_type or 'record'} was replayed already", file=sys.stderr)
+            return 1
         print(f"replayed {letter.message_type or 'record'} to {letter.topic} for {letter.group}")
         return 0
 
@@ -234,11 +237,11 @@ def _outbox(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(url)
         try:
             if args.action == "requeue":
-                if not await outbox.requeue(conn, args.id):
-                    print(f"no parked row {args.id} in {args.service}", file=sys.stderr)
-                    return 1
-                print(f"row {args.id} is back in {args.service}'s outbox")
-                return 0
+                if args.id is None and not (args.all or args.topic):
+                    raise SagakitError("name a row id, or use --topic or --all")
+                moved = await outbox.requeue(conn, args.id, topic=args.topic)
+                print(f"{moved} row(s) back in {args.service}'s outbox")
+                return 0 if moved else 1
             rows = await outbox.parked(conn, args.limit)
             for r in rows:
                 print(
@@ -256,11 +259,12 @@ def _outbox(args: argparse.Namespace) -> int:
 
 def _sagas(args: argparse.Namespace) -> int:
     import asyncio
-    import time
 
     import asyncpg
 
+    from sagakit.flows.order_saga import ORDER_SAGA
     from sagakit.services.orchestrator import store
+    from sagakit.services.orchestrator.engine_runtime import Orchestrator
 
     settings = Settings.from_env()
     server, _ = _endpoints(settings)
@@ -269,12 +273,23 @@ def _sagas(args: argparse.Namespace) -> int:
     async def run() -> int:
         conn = await asyncpg.connect(url)
         try:
-            if not await store.resume(conn, args.saga_id, time.time()):
-                print(f"saga {args.saga_id} is not parked", file=sys.stderr)
-                return 1
+            if args.action == "parked":
+                rows = await store.parked(conn, args.limit)
+                for r in rows:
+                    print(f"{r['saga_id']}  {r['status']} at {r['step']}: {r['parked']}")
+                print(f"{len(rows)} parked saga(s)")
+                return 0
+            orchestrator = Orchestrator(
+                ORDER_SAGA, starts_on="order.created", namespace=settings.namespace
+            )
+            async with conn.transaction():
+                resumed = await orchestrator.resume(conn, args.saga_id)
         finally:
             await conn.close()
-        print(f"saga {args.saga_id} resumed: its step is sent again")
+        if not resumed:
+            print(f"saga {args.saga_id} is not parked", file=sys.stderr)
+            return 1
+        print(f"saga {args.saga_id} resumed: the step it is at is sent again")
         return 0
 
     return asyncio.run(run())
@@ -342,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     ob_list = ob_sub.add_parser("parked", help="rows parked because the broker refused them")
     ob_list.add_argument("--limit", type=int, default=100)
     ob_requeue = ob_sub.add_parser("requeue", help="send a parked row again")
-    ob_requeue.add_argument("id", type=int)
+    ob_requeue.add_argument("id", type=int, nargs="?", help="a parked row's id")
+    ob_requeue.add_argument("--topic", help="every parked row of this topic")
+    ob_requeue.add_argument("--all", action="store_true", help="every parked row")
     for p in (ob_list, ob_requeue):
         p.add_argument("--service", required=True, help="whose database (order, payment, ...)")
     ob.set_defaults(func=_outbox)
@@ -351,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     sagas_sub = sagas.add_subparsers(dest="action", required=True)
     resume = sagas_sub.add_parser("resume", help="take a parked saga back (re-sends its step)")
     resume.add_argument("saga_id")
+    parked = sagas_sub.add_parser("parked", help="sagas set aside as unprocessable, and why")
+    parked.add_argument("--limit", type=int, default=100)
     sagas.set_defaults(func=_sagas)
 
     check = sub.add_parser("check", help="audit the saga invariants across the databases")

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from sagakit.db import Connection
+from sagakit.messaging import inbox
 from sagakit.messaging.transport import OutgoingRecord, Producer, Transport
 from sagakit.messaging.transport.port import Headers
 from sagakit.topics import DEAD_LETTERS, topic_name
@@ -114,15 +115,16 @@ async def read(
     return found[:limit]
 
 
-async def replay(letter: DeadLetter, *, producer: Producer, consumer_db: Connection) -> None:
+async def replay(letter: DeadLetter, *, producer: Producer, consumer_db: Connection) -> bool:
     """Publish the record again to its original topic, after making the consumer group's
-    inbox forget it (``consumer_db`` is that group's service database)."""
-    if letter.message_id is not None:
-        await consumer_db.execute(
-            "DELETE FROM sagakit_inbox WHERE consumer_group = $1 AND message_id = $2",
-            letter.group,
-            letter.message_id,
-        )
+    inbox forget it (``consumer_db`` is that group's service database). False, and nothing
+    published, if the message was replayed already: a second replay (or a second copy of
+    the same dead letter) would otherwise have it handled twice."""
+    if letter.message_id is not None and not await inbox.release_dead_letter(
+        consumer_db, letter.group, letter.message_id
+    ):
+        return False
     await producer.send_many(
         [OutgoingRecord(letter.topic, letter.key, letter.value, letter.headers)]
     )
+    return True

@@ -67,7 +67,8 @@ async def test_list_then_replay_after_the_fix(fresh_db: str, kafka: KafkaTranspo
 
             fixed = True
             conn = await asyncpg.connect(fresh_db)
-            await deadletters.replay(letter, producer=producer, consumer_db=conn)
+            assert await deadletters.replay(letter, producer=producer, consumer_db=conn)
+            assert not await deadletters.replay(letter, producer=producer, consumer_db=conn)
             await conn.close()
 
             async def handled() -> bool:

@@ -309,7 +309,7 @@ NATURAL: list[Case] = [
     (deadlock, asyncpg.DeadlockDetectedError, "40P01", RETRY),
     (serialization_failure, asyncpg.SerializationError, "40001", RETRY),
     (lock_not_available, asyncpg.LockNotAvailableError, "55P03", RETRY),
-    (statement_timeout, asyncpg.QueryCanceledError, "57014", RETRY),
+    (statement_timeout, asyncpg.QueryCanceledError, "57014", OUTAGE),
     (command_timeout, TimeoutError, None, RETRY),
     (read_only_transaction, asyncpg.ReadOnlySQLTransactionError, "25006", OUTAGE),
     (terminated_backend, asyncpg.ConnectionDoesNotExistError, "08003", OUTAGE),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -142,12 +143,42 @@ async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
     env = new_message("inventory.reserved", {"order_id": broken}, key=broken)
     async with pool.acquire() as conn, conn.transaction():
         await orch.on_reply(MessageContext(env, conn, "orchestrator"), env.payload)
-    events = await pool.fetch("SELECT event FROM saga_log WHERE saga_id = $1 ORDER BY id", broken)
-    assert [e["event"] for e in events] == ["order.created", "parked"]
+    events = await pool.fetch(
+        "SELECT event, note FROM saga_log WHERE saga_id = $1 ORDER BY id", broken
+    )
+    assert [(e["event"], e["note"]) for e in events][1:] == [
+        ("parked", row["parked"]),
+        ("inventory.reserved", "ignored: parked"),
+    ]
 
     await pool.execute("UPDATE sagas SET step = 1 WHERE saga_id = $1", broken)  # the fix
-    async with pool.acquire() as conn:
-        assert await store.resume(conn, broken, clock.now)
-    assert await orch.fire_timers(pool) == 1
+    async with pool.acquire() as conn, conn.transaction():
+        assert await orch.resume(conn, broken)
+        assert not await orch.resume(conn, broken), "resumed already"
     assert (await commands(pool))[-1] == ("inventory.reserve", broken)
+    row = await pool.fetchrow("SELECT parked, attempt FROM sagas WHERE saga_id = $1", broken)
+    assert row["parked"] is None and row["attempt"] == 2, "a new attempt: a new message id"
+    await pool.close()
+
+
+async def test_finished_sagas_and_their_log_are_pruned_in_batches(fresh_db: str) -> None:
+    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=Clock())
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    ids = await start_sagas(pool, orch, 7)
+    await pool.execute(
+        "UPDATE sagas SET status = 'COMPLETED', updated_at = now() - interval '2 days'"
+        " WHERE saga_id = ANY($1)",
+        ids[:5],
+    )
+    await pool.execute(  # several lines each
+        "INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
+        " SELECT saga_id, version, status, step, event, note, commands FROM saga_log"
+    )
+    async with pool.acquire() as conn:
+        assert await store.prune(conn, timedelta(days=1), 3) == 3
+        assert await store.prune(conn, timedelta(days=1), 3) == 2
+        assert await store.prune(conn, timedelta(days=1), 3) == 0
+    left = await pool.fetch("SELECT DISTINCT saga_id FROM saga_log")
+    assert sorted(r["saga_id"] for r in left) == sorted(ids[5:])
+    assert await pool.fetchval("SELECT count(*) FROM sagas") == 2
     await pool.close()

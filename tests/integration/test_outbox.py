@@ -166,8 +166,8 @@ async def test_a_row_the_broker_refuses_is_parked_and_the_rest_flow(
     assert [codec.decode(topic, r.key, r.value, r.headers).payload["seq"] for r in got] == [0, 1, 2]
     [row] = await outbox.parked(conn)
     assert row["size"] == 2_000_000 and "MessageSizeTooLarge" in row["error"]
-    assert await outbox.requeue(conn, row["id"])
-    assert not await outbox.requeue(conn, row["id"])
+    assert await outbox.requeue(conn, row["id"]) == 1
+    assert await outbox.requeue(conn, row["id"]) == 0
     assert await conn.fetchval("SELECT count(*) FROM sagakit_outbox") == 1
     await conn.close()
 
@@ -198,5 +198,7 @@ async def test_a_row_that_keeps_failing_alone_is_parked_after_its_attempts(
     [row] = await outbox.parked(conn)
     assert row["topic"] == "missing" and row["attempts"] == 3
     assert len(broker.partitions["ok"][0]) == 3
+    assert await outbox.requeue(conn, topic="elsewhere") == 0
+    assert await outbox.requeue(conn, topic="missing") == 1  # e.g. once the topic exists
     await pool.close()
     await conn.close()

@@ -13,6 +13,7 @@ from sagakit.saga import (
     Action,
     Decision,
     Replied,
+    Resumed,
     SagaDefinition,
     SagaState,
     SagaStatus,
@@ -249,3 +250,18 @@ def test_definitions_are_validated() -> None:
         SagaDefinition("bad", (Step("a", a), Step("b", a)))
     with pytest.raises(ValueError, match="cannot fail"):
         SagaDefinition("bad", (Step("a", a, failure=("x.no",), kind=StepKind.RETRIABLE),))
+
+
+@pytest.mark.parametrize("state", _reachable(), ids=lambda s: f"{s.status}-{s.step}-{s.attempt}")
+def test_resuming_resends_the_current_step_as_a_new_attempt(state: SagaState) -> None:
+    decision = decide(D, state, Resumed(100.0))
+    if state.status.terminal:
+        assert not decision.changed and not decision.commands
+        return
+    step = D.steps[state.step]
+    action = step.compensation if state.status is SagaStatus.COMPENSATING else step.action
+    assert action is not None
+    assert [c.type for c in decision.commands] == [action.command]
+    assert decision.commands[0].attempt == state.attempt + 1, "a new message id"
+    assert decision.state.status is state.status and decision.state.step == state.step
+    assert decision.state.due_at is not None and decision.state.due_at > 100.0

@@ -15,14 +15,30 @@ from datetime import timedelta
 from sagakit.db.pool import Connection
 
 _CLAIM = """
-INSERT INTO sagakit_inbox (consumer_group, message_id) VALUES ($1, $2)
+INSERT INTO sagakit_inbox (consumer_group, message_id, dead_lettered) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING RETURNING true
 """
 
 
-async def claim(tx: Connection, group: str, message_id: uuid.UUID) -> bool:
-    """True the first time ``group`` sees ``message_id``; False for a duplicate."""
-    return bool(await tx.fetchval(_CLAIM, group, message_id))
+async def claim(
+    tx: Connection, group: str, message_id: uuid.UUID, *, dead_lettered: bool = False
+) -> bool:
+    """True the first time ``group`` sees ``message_id``; False for a duplicate.
+    ``dead_lettered`` marks a message given up on (a replay may take it back once)."""
+    return bool(await tx.fetchval(_CLAIM, group, message_id, dead_lettered))
+
+
+async def release_dead_letter(tx: Connection, group: str, message_id: uuid.UUID) -> bool:
+    """Forget a dead-lettered message so that it can be handled when replayed; False if it
+    is not (or no longer) dead-lettered: replayed already, or handled meanwhile."""
+    return bool(
+        await tx.fetchval(
+            "DELETE FROM sagakit_inbox WHERE consumer_group = $1 AND message_id = $2"
+            " AND dead_lettered RETURNING true",
+            group,
+            message_id,
+        )
+    )
 
 
 async def claim_many(

@@ -85,7 +85,7 @@ def lane_of(key: bytes) -> int:
     return zlib.crc32(key) % LANES
 
 
-def printable(text: str, limit: int = 2000) -> str:
+def storable_text(text: str, limit: int = 2000) -> str:
     """``text`` made safe for a PostgreSQL ``text`` column (no NUL), and bounded."""
     return text.replace("\x00", "\\0")[:limit]
 
@@ -124,7 +124,7 @@ async def park_raw(tx: Connection, row: Row, error: str) -> None:
         message_id,
         value,
         pack_headers(headers),
-        printable(error),
+        storable_text(error),
     )
 
 
@@ -139,24 +139,33 @@ async def parked(conn: Connection, limit: int = 100) -> list[asyncpg.Record]:
     )
 
 
-async def requeue(conn: Connection, row_id: int) -> bool:
-    """Move a parked row back into the outbox (once its cause is fixed); False if there is
-    no such parked row."""
+async def requeue(conn: Connection, row_id: int | None = None, *, topic: str | None = None) -> int:
+    """Move parked rows back into the outbox once their cause is fixed: the row
+    ``row_id``, or every row (of ``topic``, if given). Returns how many moved."""
     async with conn.transaction():
-        key = await conn.fetchval(
-            "SELECT key FROM sagakit_outbox_parked WHERE id = $1 FOR UPDATE", row_id
-        )
-        if key is None:
-            return False
-        await conn.execute(
-            "WITH back AS (DELETE FROM sagakit_outbox_parked WHERE id = $1 RETURNING *)"
-            " INSERT INTO sagakit_outbox"
-            " (lane, topic, key, message_id, value, headers, created_at)"
-            " SELECT $2, topic, key, message_id, value, headers, created_at FROM back",
+        rows = await conn.fetch(
+            "DELETE FROM sagakit_outbox_parked WHERE ($1::bigint IS NULL OR id = $1)"
+            " AND ($2::text IS NULL OR topic = $2) RETURNING *",
             row_id,
-            lane_of(key),
+            topic,
         )
-    return True
+        await conn.executemany(
+            "INSERT INTO sagakit_outbox (lane, topic, key, message_id, value, headers, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [
+                (
+                    lane_of(r["key"]),
+                    r["topic"],
+                    r["key"],
+                    r["message_id"],
+                    r["value"],
+                    r["headers"],
+                    r["created_at"],
+                )
+                for r in sorted(rows, key=lambda r: r["id"])
+            ],
+        )
+    return len(rows)
 
 
 async def add_raw(tx: Connection, rows: Sequence[Row]) -> None:
@@ -255,9 +264,9 @@ class OutboxRelay:
             for i, why in failures.items():
                 row = rows[i]
                 if not why.retriable or row["attempts"] + 1 >= self.max_attempts:
-                    park[row["id"]] = printable(str(why))
+                    park[row["id"]] = storable_text(str(why))
                 elif sent:  # others went through: this row's own failure
-                    retry[row["id"]] = printable(str(why))
+                    retry[row["id"]] = storable_text(str(why))
             if park:
                 await conn.execute(_PARK, list(park), list(park.values()))
                 log.error("outbox: parked %d row(s) the broker refuses: %s", len(park), park)

@@ -77,7 +77,7 @@ _BY_SQLSTATE: dict[str, Disposition] = {
     "23P01": RETRY,  # exclusion violation: the same race on an exclusion constraint
     "55P03": RETRY,  # lock not available (NOWAIT, lock_timeout)
     "55006": RETRY,  # object in use
-    "57014": RETRY,  # query canceled (statement_timeout, pg_cancel_backend)
+    "57014": OUTAGE,  # query canceled (statement_timeout under load, an admin): not the message
 }
 
 _BY_CLASS: dict[str, Disposition] = {

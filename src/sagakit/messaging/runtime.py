@@ -319,7 +319,7 @@ class ConsumerRuntime:
         while True:
             try:
                 async with transaction(self.pool) as conn:
-                    if await inbox.claim(conn, self.group, message_id):
+                    if await inbox.claim(conn, self.group, message_id, dead_lettered=True):
                         if failures < self.options.retry.max_attempts:
                             await outbox.add_raw(conn, [row])
                         else:

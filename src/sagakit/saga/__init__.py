@@ -1,7 +1,16 @@
 """The saga framework: definitions, state, and the pure engine that decides transitions."""
 
 from sagakit.saga.definition import Action, SagaDefinition, Step, StepKind
-from sagakit.saga.engine import Command, Decision, Replied, Started, TimedOut, decide, start
+from sagakit.saga.engine import (
+    Command,
+    Decision,
+    Replied,
+    Resumed,
+    Started,
+    TimedOut,
+    decide,
+    start,
+)
 from sagakit.saga.state import SagaState, SagaStatus
 
 __all__ = [
@@ -9,6 +18,7 @@ __all__ = [
     "Command",
     "Decision",
     "Replied",
+    "Resumed",
     "SagaDefinition",
     "SagaState",
     "SagaStatus",

@@ -35,7 +35,15 @@ class TimedOut:
     now: float
 
 
-Event = Replied | TimedOut
+@dataclass(frozen=True)
+class Resumed:
+    """An operator takes back a saga that was set aside: the step it is at is sent again,
+    as a new attempt, whatever its budget (the deadline still counts from the start)."""
+
+    now: float
+
+
+Event = Replied | TimedOut | Resumed
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,21 @@ def decide(d: SagaDefinition, state: SagaState, event: Event) -> Decision:
         return Decision(state, changed=False, note=f"saga is {state.status}")
     if isinstance(event, Replied):
         return _on_reply(d, state, event)
+    if isinstance(event, Resumed):
+        return _on_resume(d, state, event.now)
     return _on_timeout(d, state, event.now)
+
+
+def _on_resume(d: SagaDefinition, state: SagaState, now: float) -> Decision:
+    step = d.steps[state.step]
+    again = state.evolve(attempt=state.attempt + 1)
+    if state.status is SagaStatus.COMPENSATING:
+        sent = _send_compensation(d, again, now)
+        return Decision(
+            sent.state, sent.commands, note=f"resumed: re-sent {step.name} compensation"
+        )
+    sent = _send_forward(d, again, now)
+    return Decision(sent.state, sent.commands, note=f"resumed: re-sent {step.name}")
 
 
 def _on_reply(d: SagaDefinition, state: SagaState, event: Replied) -> Decision:

@@ -240,11 +240,14 @@ async def prune_periodically(
     transactions keep the hot path free)."""
     while not stop.is_set():
         removed = batch
-        while removed == batch and not stop.is_set():
-            async with rt.pool.acquire() as conn:
-                removed = await prune(conn, keep, batch)
-            if removed:
-                log.info("%s: pruned %d older than %s", what, removed, keep)
+        try:
+            while removed == batch and not stop.is_set():
+                async with rt.pool.acquire(timeout=10) as conn:
+                    removed = await prune(conn, keep, batch)
+                if removed:
+                    log.info("%s: pruned %d older than %s", what, removed, keep)
+        except Exception as exc:  # an outage, most likely: the next round will do
+            log.warning("%s: pruning failed (%r); next round in %.0f s", what, exc, every)
         await sleep_or_stop(stop, every)
 
 

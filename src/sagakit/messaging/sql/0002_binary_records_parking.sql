@@ -35,6 +35,10 @@ CREATE TABLE sagakit_outbox_parked (
     parked_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- A message the consumer gave up on is in the inbox as dead-lettered: a replay takes that
+-- row away (once), so replaying the same dead letter twice cannot handle it twice.
+ALTER TABLE sagakit_inbox ADD COLUMN dead_lettered boolean NOT NULL DEFAULT false;
+
 -- Inbox pruning deletes by age. handled_at grows with insertion order, so a BRIN index
 -- finds old rows at almost no cost to the inserts on the hot path.
 CREATE INDEX sagakit_inbox_handled_at ON sagakit_inbox USING brin (handled_at);

@@ -15,11 +15,12 @@ import asyncpg
 from sagakit.aio import sleep_or_stop
 from sagakit.db import Connection, transaction
 from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
-from sagakit.messaging.outbox import printable
-from sagakit.messaging.retry import is_outage
+from sagakit.messaging.outbox import storable_text
+from sagakit.messaging.retry import Disposition, classify
 from sagakit.saga import (
     Decision,
     Replied,
+    Resumed,
     SagaDefinition,
     SagaState,
     Started,
@@ -76,45 +77,75 @@ class Orchestrator:
         if parked is not None:
             # Resuming re-sends the step's command; its participant answers again then.
             log.warning("reply %s for parked saga %s ignored (%s)", env.type, saga_id, parked)
+            await store.note(ctx.tx, saga_id, self._step_name(state), env.type, "ignored: parked")
             return
         try:
             decision = decide(self.definition, state, Replied(env.type, payload, self.clock()))
-            entry = self._entry(decision, env.type)
-        except Exception as exc:
+            entry = self._entry(decision, env.type) if decision.changed else None
+        except Exception as exc:  # the engine cannot take this saga: set it aside
             await self._park(ctx.tx, state, f"{env.type}: {exc!r}")
             return
-        if decision.changed:
+        if entry is not None:
             saved = await store.save(ctx.tx, decision.state, entry)
             for message in self._commands(saved, decision, env.message_id):
                 ctx.send(message)
 
     async def fire_timers(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
-        """Handle every saga whose timer is due; safe with several replicas. Each saga runs
-        in a savepoint of its own: one that cannot be processed is parked, the rest go on."""
+        """Handle every saga whose timer is due; safe with several replicas. Each saga is
+        its own savepoint: one the engine cannot take (or whose write can never succeed)
+        is parked, one whose write fails for a passing reason (a reply won the race) is
+        left for the next round, and the rest go on. An outage fails the round."""
         now = self.clock()
         async with transaction(pool) as conn:
-            states = await store.due(conn, now, limit)
+            rows = await store.due(conn, now, limit)
             out: list[Envelope] = []
-            for state in states:
+            for row in rows:
+                try:
+                    state = store.from_row(row)
+                    decision = decide(self.definition, state, TimedOut(now))
+                    entry = self._entry(decision, "timer") if decision.changed else None
+                except Exception as exc:
+                    await self._park_id(conn, row["saga_id"], str(row["step"]), f"timer: {exc!r}")
+                    continue
+                if entry is None:
+                    continue
                 try:
                     async with conn.transaction():
-                        decision = decide(self.definition, state, TimedOut(now))
-                        if decision.changed:
-                            entry = self._entry(decision, "timer")
-                            saved = await store.save(conn, decision.state, entry)
-                            out += self._commands(saved, decision, None)
+                        saved = await store.save(conn, decision.state, entry)
                 except Exception as exc:
-                    if is_outage(exc):
+                    disposition = classify(exc)
+                    if disposition is Disposition.OUTAGE:
                         raise
-                    await self._park(conn, state, f"timer: {exc!r}")
+                    if disposition is Disposition.PERMANENT:
+                        await self._park(conn, state, f"timer: {exc!r}")
+                    else:
+                        log.warning("saga %s: timer write failed (%r)", state.saga_id, exc)
+                    continue
+                out += self._commands(saved, decision, None)
             await outbox.add(conn, *out)
-        return len(states)
+        return len(rows)
+
+    async def resume(self, tx: Connection, saga_id: str) -> bool:
+        """Take back a parked saga: the step it is at is sent again (a new attempt). False
+        if there is no such parked saga."""
+        state = await store.load(tx, saga_id)
+        if state is None or await store.parked_reason(tx, saga_id) is None:
+            return False
+        decision = decide(self.definition, state, Resumed(self.clock()))
+        saved = await store.save(tx, decision.state, self._entry(decision, "resumed"))
+        await outbox.add(tx, *self._commands(saved, decision, None))
+        return True
+
+    def _step_name(self, state: SagaState) -> str:
+        steps = self.definition.steps
+        return steps[state.step].name if 0 <= state.step < len(steps) else f"#{state.step}"
 
     async def _park(self, tx: Connection, state: SagaState, reason: str) -> None:
-        steps = self.definition.steps
-        step = steps[state.step].name if 0 <= state.step < len(steps) else f"#{state.step}"
-        log.error("saga %s parked at %s: %s", state.saga_id, step, reason)
-        await store.park(tx, state, step, printable(reason))
+        await self._park_id(tx, state.saga_id, self._step_name(state), reason)
+
+    async def _park_id(self, tx: Connection, saga_id: str, step: str, reason: str) -> None:
+        log.error("saga %s parked at %s: %s", saga_id, step, reason)
+        await store.park(tx, saga_id, step, storable_text(reason))
 
     async def run_timers(
         self, pool: asyncpg.Pool, stop: asyncio.Event, *, interval: float = 0.2

@@ -17,7 +17,7 @@ from sagakit.saga import SagaState, SagaStatus
 _COLUMNS = "saga_id, definition, status, step, attempt, data, reason, started_at, due_at, version"
 
 
-def _state(row: asyncpg.Record) -> SagaState:
+def from_row(row: asyncpg.Record) -> SagaState:
     return SagaState(
         saga_id=row["saga_id"],
         definition=row["definition"],
@@ -84,7 +84,7 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
 
 async def load(tx: Connection, saga_id: str) -> SagaState | None:
     row = await tx.fetchrow(f"SELECT {_COLUMNS} FROM sagas WHERE saga_id = $1", saga_id)
-    return _state(row) if row else None
+    return from_row(row) if row else None
 
 
 async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
@@ -93,7 +93,7 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     version = await tx.fetchval(
         "WITH written AS ("
         " UPDATE sagas SET status = $3, step = $4, attempt = $5, data = $6, reason = $7,"
-        " due_at = $9, version = version + 1, updated_at = now()"
+        " due_at = $9, version = version + 1, updated_at = now(), parked = NULL"
         # definition and started_at never change; matching them keeps one argument list
         # for both statements.
         " WHERE saga_id = $1 AND version = $2 AND definition = $10 AND started_at = $8"
@@ -111,7 +111,7 @@ async def parked_reason(tx: Connection, saga_id: str) -> str | None:
     return reason
 
 
-async def park(tx: Connection, s: SagaState, step: str, reason: str) -> None:
+async def park(tx: Connection, saga_id: str, step: str, reason: str) -> None:
     """Set the saga aside: its timer stops and replies are ignored until it is resumed.
     The reason goes to the saga row and its log."""
     await tx.execute(
@@ -119,48 +119,59 @@ async def park(tx: Connection, s: SagaState, step: str, reason: str) -> None:
         " updated_at = now() WHERE saga_id = $1 RETURNING version, status)"
         " INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
         " SELECT $1, version, status, $3, 'parked', $2, '{}' FROM written",
-        s.saga_id,
+        saga_id,
         reason,
         step,
     )
 
 
-async def resume(tx: Connection, saga_id: str, now: float) -> bool:
-    """Take a parked saga back: its timer fires at once, which re-sends the step it was
-    at (participants answer a repeated command as they did the first time)."""
-    done = await tx.fetchval(
-        "WITH written AS (UPDATE sagas SET parked = NULL, due_at = $2, version = version + 1,"
-        " updated_at = now() WHERE saga_id = $1 AND parked IS NOT NULL"
-        " RETURNING version, status)"
-        " INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
-        " SELECT $1, version, status, '', 'resumed', '', '{}' FROM written RETURNING true",
+async def note(tx: Connection, saga_id: str, step: str, event: str, text: str) -> None:
+    """A line in the saga's log that changes nothing (a reply ignored while parked)."""
+    await tx.execute(
+        "INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
+        " SELECT $1, version, status, $2, $3, $4, '{}' FROM sagas WHERE saga_id = $1",
         saga_id,
-        now,
+        step,
+        event,
+        text,
     )
-    return bool(done)
+
+
+async def parked(tx: Connection, limit: int = 100) -> list[asyncpg.Record]:
+    """Parked sagas, oldest first (operator tools)."""
+    return list(
+        await tx.fetch(
+            "SELECT saga_id, status, step, parked, updated_at FROM sagas"
+            " WHERE parked IS NOT NULL ORDER BY updated_at LIMIT $1",
+            limit,
+        )
+    )
 
 
 async def prune(tx: Connection, older_than: timedelta, batch: int = 1000) -> int:
     """Forget finished sagas (and their log) last changed before ``older_than`` ago; at
     most ``batch`` sagas per call."""
-    status: str = await tx.execute(
+    removed: int = await tx.fetchval(
         "WITH gone AS (DELETE FROM sagas WHERE saga_id IN (SELECT saga_id FROM sagas"
         " WHERE status IN ('COMPLETED', 'FAILED') AND updated_at < now() - $1::interval"
-        " ORDER BY updated_at LIMIT $2) RETURNING saga_id)"
-        " DELETE FROM saga_log WHERE saga_id IN (SELECT saga_id FROM gone)",
+        " ORDER BY updated_at LIMIT $2) RETURNING saga_id),"
+        " log AS (DELETE FROM saga_log WHERE saga_id IN (SELECT saga_id FROM gone))"
+        " SELECT count(*) FROM gone",
         older_than,
         batch,
     )
-    return int(status.split()[-1])
+    return removed
 
 
-async def due(tx: Connection, now: float, limit: int) -> list[SagaState]:
-    """Sagas whose timer fired, locked for this transaction; rows another replica holds
-    are skipped."""
-    rows = await tx.fetch(
-        f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
-        " FOR UPDATE SKIP LOCKED",
-        now,
-        limit,
+async def due(tx: Connection, now: float, limit: int) -> list[asyncpg.Record]:
+    """Rows of sagas whose timer fired, locked for this transaction; rows another replica
+    holds are skipped. Rows, not states: the caller converts each on its own, so that one
+    row this build cannot read is parked instead of failing them all."""
+    return list(
+        await tx.fetch(
+            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
+            " FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
+        )
     )
-    return [_state(r) for r in rows]

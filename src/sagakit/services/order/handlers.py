@@ -33,7 +33,9 @@ async def price_changed(ctx: MessageContext, event: ProductPriced) -> None:
     await ctx.tx.execute(
         "INSERT INTO prices (product_id, price_cents, version) VALUES ($1, $2, $3)"
         " ON CONFLICT (product_id) DO UPDATE SET price_cents = EXCLUDED.price_cents,"
-        " version = EXCLUDED.version, updated_at = now() WHERE prices.version < EXCLUDED.version",
+        " version = EXCLUDED.version, updated_at = now() WHERE prices.version < EXCLUDED.version"
+        # events from before versions existed (0) replace each other as they always did
+        " OR (prices.version = 0 AND EXCLUDED.version = 0)",
         event.product_id,
         event.price_cents,
         event.version,
