@@ -221,6 +221,8 @@ class OutboxRelay:
         self.listen_url = listen_url
         self.relisten_interval = relisten_interval
         self.stats = RelayStats()
+        self.last_ok = time.monotonic()
+        """When the relay last emptied the outbox (health checks read it)."""
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._last_listen = -relisten_interval
@@ -293,6 +295,7 @@ class OutboxRelay:
                 await self._keep_listening()
                 try:
                     await self.drain()
+                    self.last_ok = time.monotonic()
                 except Exception:
                     log.exception("outbox relay: publish failed; retrying")
                     await sleep_or_stop(stop, self.retry_delay)

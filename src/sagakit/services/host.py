@@ -73,7 +73,14 @@ class Runtime:
     """Set when a background task was given up on: the process is going down."""
 
     def healthy(self) -> bool:
-        return self.fatal is None and time.monotonic() - self.consumer.last_poll < 10
+        """Up, polling, and publishing: a relay that has not emptied the outbox for a
+        minute (broker refusing everything) makes the service unhealthy too."""
+        now = time.monotonic()
+        return (
+            self.fatal is None
+            and now - self.consumer.last_poll < 10
+            and now - self.relay.last_ok < 60
+        )
 
 
 Background = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
@@ -168,7 +175,15 @@ def create_app(
     app.include_router(spec.routes)
     http.install(app)  # body limit, 503 for outages and interrupted commits
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        responses={
+            503: {
+                "description": "not ready: the database, the broker or a task is down",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def health(request: Request) -> JSONResponse:
         rt: Runtime = request.app.state.runtime
         try:
@@ -186,6 +201,7 @@ def create_app(
             "broker": broker,
             "fatal": rt.fatal,
             "listening": rt.relay.listening,
+            "relay_last_ok_s": round(time.monotonic() - rt.relay.last_ok, 1),
             "handled": stats.handled,
             "duplicates": stats.duplicates,
             "dead_lettered": stats.dead_lettered,
@@ -196,7 +212,7 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if db and broker else 503)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, responses=http.problems(503))
     async def metrics(request: Request) -> str:
         """Prometheus text format."""
         rt: Runtime = request.app.state.runtime
