@@ -151,6 +151,8 @@ class Figures:
     pg_restarts: int = 0
     duplicates: int = 0
     records_seen: int = 0
+    per_type: Counter[str] = field(default_factory=Counter)
+    """Records seen on each topic while the chaos lasted (re-sent commands show here)."""
     poison: int = 0
     resent: int = 0
     spared: int = 0
@@ -403,6 +405,7 @@ class ChaosRun:
                 for records in batches.values():
                     for r in records:
                         self.figures.records_seen += 1
+                        self.figures.per_type[r.topic.split(".", 1)[1]] += 1
                         if self.figures.records_seen % DUPLICATE_EVERY == 0:
                             again.append(OutgoingRecord(r.topic, r.key, r.value, r.headers))
                 if again:
@@ -580,7 +583,7 @@ async def test_no_saga_lost_doubled_or_stuck_under_chaos(
         f" outcomes={dict(verdict.outcomes)} dead_letters={verdict.dead_letters}"
         f" restart={_mean_max(f.restart_seconds)}"
         f" settled_in={settle_seconds:.1f}s duration={time.monotonic() - began:.0f}s"
-        f" logs={fleet.log_dir}"
+        f" logs={fleet.log_dir} records={dict(sorted(f.per_type.items()))}"
     )
     with capsys.disabled():
         print(f"\n{summary}")

@@ -182,3 +182,18 @@ async def test_finished_sagas_and_their_log_are_pruned_in_batches(fresh_db: str)
     assert sorted(r["saga_id"] for r in left) == sorted(ids[5:])
     assert await pool.fetchval("SELECT count(*) FROM sagas") == 2
     await pool.close()
+
+
+def test_a_malformed_start_or_reply_never_reaches_the_engine() -> None:
+    """A start message that no participant could act on would start a saga that never
+    ends; with the models given, the runtime dead-letters it instead."""
+    from sagakit.errors import MessageError
+    from sagakit.services.orchestrator import _orchestrator
+
+    router = _orchestrator("").router()
+    for type_ in ("order.created", "inventory.failed"):
+        env = new_message(type_, {}, key="k")
+        with pytest.raises(MessageError):
+            router.route(env).parse(env)
+    good = new_message("inventory.reserved", {"order_id": "k", "amount_cents": 5}, key="k")
+    router.route(good).parse(good)

@@ -11,13 +11,20 @@ from sagakit.flows.order_saga import ORDER_SAGA
 from sagakit.messaging import Router
 from sagakit.services import SERVICE_DATABASES
 from sagakit.services.host import Mode, Runtime, ServiceSpec, prune_periodically
+from sagakit.services.messages import Outcome, Placed
 from sagakit.services.orchestrator import store
 from sagakit.services.orchestrator.api import routes
 from sagakit.services.orchestrator.engine_runtime import Orchestrator
 
 
 def _orchestrator(namespace: str) -> Orchestrator:
-    return Orchestrator(ORDER_SAGA, starts_on="order.created", namespace=namespace)
+    return Orchestrator(
+        ORDER_SAGA,
+        starts_on="order.created",
+        namespace=namespace,
+        start_model=Placed,
+        reply_model=Outcome,
+    )
 
 
 def router(mode: Mode, namespace: str) -> Router:

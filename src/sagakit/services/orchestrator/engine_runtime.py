@@ -7,10 +7,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import asyncpg
+from pydantic import BaseModel
 
 from sagakit.aio import sleep_or_stop
 from sagakit.db import Connection, transaction
@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 
 class Orchestrator:
-    """Runs the sagas of one definition, started by ``starts_on`` messages."""
+    """Runs the sagas of one definition, started by ``starts_on`` messages.
+
+    ``start_model`` and ``reply_model`` validate the start message and every reply before
+    the engine sees them: a malformed one is dead-lettered at once instead of starting (or
+    steering) a saga whose commands no participant can take."""
 
     def __init__(
         self,
@@ -44,21 +48,26 @@ class Orchestrator:
         starts_on: str,
         namespace: str = "",
         clock: Callable[[], float] = time.time,
+        start_model: type[BaseModel] | None = None,
+        reply_model: type[BaseModel] | None = None,
     ) -> None:
         self.definition = definition
         self.starts_on = starts_on
         self.namespace = namespace
         self.clock = clock
+        self.start_model = start_model
+        self.reply_model = reply_model
 
     def router(self) -> Router:
         r = Router(self.namespace)
-        r.add(self.starts_on, self.on_start)
+        r.add(self.starts_on, self.on_start, self.start_model)
         for reply in self.definition.reply_types:
-            r.add(reply, self.on_reply)
+            r.add(reply, self.on_reply, self.reply_model)
         return r
 
-    async def on_start(self, ctx: MessageContext, payload: Mapping[str, Any]) -> None:
+    async def on_start(self, ctx: MessageContext, valid: object) -> None:
         env = ctx.envelope
+        payload = env.payload  # validated; the saga keeps every field it was given
         saga_id = env.correlation_id or env.key
         decision = start(self.definition, Started(saga_id, payload, self.clock()))
         saved = await store.insert(ctx.tx, decision.state, self._entry(decision, env.type))
@@ -66,8 +75,9 @@ class Orchestrator:
             for message in self._commands(saved, decision, env.message_id):
                 ctx.send(message)
 
-    async def on_reply(self, ctx: MessageContext, payload: Mapping[str, Any]) -> None:
+    async def on_reply(self, ctx: MessageContext, valid: object) -> None:
         env = ctx.envelope
+        payload = env.payload  # validated; its fields flow into the saga's data
         saga_id = env.correlation_id or env.key
         state = await store.load(ctx.tx, saga_id)
         if state is None:
