@@ -44,6 +44,7 @@ from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
 from sagakit.services.host import Mode
 from sagakit.topics import DEAD_LETTERS, declared_topics, topic_name
 from tests.e2e.conftest import MODES, free_port_base
+from tests.e2e.test_hostile_input import envelope
 from tests.e2e.test_order_saga import assert_invariants
 
 
@@ -468,16 +469,6 @@ def _embedded_postgres(stack: StackInfo) -> tuple[Path, int] | None:
     return (Path(stack.postgres_log).parent, port) if port else None
 
 
-def _envelope(type_: str, payload: object) -> bytes:
-    doc = {
-        "id": str(uuid.uuid4()),
-        "type": type_,
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "payload": payload,
-    }
-    return json.dumps(doc).encode()
-
-
 def poison(topic: str, rng: random.Random) -> OutgoingRecord:
     """A record no service can handle, marked so that its dead letters can be told from
     those of real messages. None names a real order, customer or product."""
@@ -486,13 +477,13 @@ def poison(topic: str, rng: random.Random) -> OutgoingRecord:
     mark = (POISON_HEADER, b"1")
     key, value, headers = rng.choice(
         [
-            (nul, _envelope(type_, {"order_id": ["not", "text"]}), (mark,)),
+            (nul, envelope(type_, {"order_id": ["not", "text"]}), (mark,)),
             (nul, b"\x00not json\xff", (mark,)),
-            (b"k", _envelope(type_, {}), (mark, ("trace\x00", b"\x00\xff"))),
+            (b"k", envelope(type_, {}), (mark, ("trace\x00", b"\x00\xff"))),
             (b"\xff\xfe", b"\xff\xfe\x00", (mark,)),
             (b"", b"", (mark,)),
-            (nul, _envelope("no.such.type", {"order_id": "x"}), (mark,)),
-            (b"k", _envelope(type_, {"order_id": "\x00", "quantity": True}), (mark,)),
+            (nul, envelope("no.such.type", {"order_id": "x"}), (mark,)),
+            (b"k", envelope(type_, {"order_id": "\x00", "quantity": True}), (mark,)),
             (b"k", b"[1, 2, 3]", (mark,)),
             (b"k", json.dumps({"id": "not-a-uuid", "type": type_}).encode(), (mark,)),
         ]

@@ -82,8 +82,8 @@ async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: s
             await ctx.flush()
 
     await reply("inventory.reserved", amount_cents=300)
-    for _ in range(3):
-        clock.now += 10
+    for wait in (5.1, 10.1, 20.1):  # each re-send waits twice as long as the one before
+        clock.now += wait
         await orch.fire_timers(pool)
     await reply("payment.refunded")
     await reply("payment.refunded")  # a duplicate changes nothing

@@ -24,6 +24,7 @@ from sagakit.saga import (
     decide,
     start,
 )
+from sagakit.saga.engine import RESEND_BACKOFF_CAP
 
 D = ORDER_SAGA
 DATA = {"order_id": "o1", "product_id": "p1", "quantity": 2, "customer_id": "c1"}
@@ -85,9 +86,9 @@ def test_payment_timeouts_resend_then_refund_release_cancel() -> None:
     t = D.steps[2].timeout
     state, sent = run(
         ("inventory.reserved", OK),
-        1 + t,
-        1 + 2 * t + 1,
-        1 + 3 * t + 2,
+        1 + t,  # re-sent; the next wait doubles (backoff)
+        1 + 3 * t + 1,  # re-sent again, waits four times as long
+        1 + 7 * t + 2,  # out of attempts: compensate
         ("payment.refunded", OK),
         ("inventory.released", OK),
         ("order.cancelled", OK),
@@ -265,3 +266,18 @@ def test_resuming_resends_the_current_step_as_a_new_attempt(state: SagaState) ->
     assert decision.commands[0].attempt == state.attempt + 1, "a new message id"
     assert decision.state.status is state.status and decision.state.step == state.step
     assert decision.state.due_at is not None and decision.state.due_at > 100.0
+
+
+def test_resends_back_off() -> None:
+    state = begin(0.0).state
+    waits = []
+    for _ in range(6):
+        assert state.due_at is not None
+        decision = decide(D, state, TimedOut(state.due_at))
+        waits.append(decision.state.due_at - state.due_at if decision.state.due_at else None)
+        state = decision.state
+    t = D.steps[1].timeout
+    assert waits[:2] == [2 * t, 4 * t], "reserve: 3 attempts, each waiting twice as long"
+    assert state.status is SagaStatus.COMPENSATING
+    comps = [w for w in waits[2:] if w is not None]
+    assert comps == sorted(comps) and max(comps) <= RESEND_BACKOFF_CAP * D.compensation_timeout

@@ -73,18 +73,29 @@ def _payload(state: SagaState) -> dict[str, Any]:
     return body
 
 
+RESEND_BACKOFF_CAP = 8
+"""A re-sent command waits its timeout times 2 ** (attempt - 1), at most this many times:
+when replies are slow because the system is overloaded, re-sending at a fixed pace would
+add to the load that made them slow."""
+
+
+def _wait(timeout: float, attempt: int) -> float:
+    return timeout * min(1 << max(attempt - 1, 0), RESEND_BACKOFF_CAP)
+
+
 def _send_forward(d: SagaDefinition, state: SagaState, now: float) -> Decision:
     step = d.steps[state.step]
     assert step.action is not None
     cmd = Command(step.action.command, _payload(state), step.name, state.attempt)
-    return Decision(state.evolve(due_at=now + step.timeout), (cmd,))
+    return Decision(state.evolve(due_at=now + _wait(step.timeout, state.attempt)), (cmd,))
 
 
 def _send_compensation(d: SagaDefinition, state: SagaState, now: float) -> Decision:
     step = d.steps[state.step]
     assert step.compensation is not None
     cmd = Command(step.compensation.command, _payload(state), step.name, state.attempt)
-    return Decision(state.evolve(due_at=now + d.compensation_timeout), (cmd,))
+    due = now + _wait(d.compensation_timeout, state.attempt)
+    return Decision(state.evolve(due_at=due), (cmd,))
 
 
 def _compensate_from(
