@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,12 +12,19 @@ from sagakit.config import Settings
 from sagakit.db.pool import redact
 from sagakit.devstack import DevStack
 from sagakit.errors import SagakitError, StackError
+from sagakit.runtime.service import Mode, Service
 
 
 def _dev(args: argparse.Namespace) -> int:
     stack = DevStack()
     if args.action == "up":
-        info = stack.up(timeout=args.timeout)
+        settings, mode = stack.settings, Mode(args.mode)
+        services = [_service(ref) for ref in _refs(args.services)]
+        info = stack.up(
+            timeout=args.timeout,
+            databases=[svc.database for svc in services],
+            topics=[t for svc in services for t in svc.topics(mode, settings.namespace)],
+        )
         embedded = " (embedded)" if info.postgres_pid else ""
         print(f"PostgreSQL  {redact(info.database_url)}{embedded}")
         print(f"Kafka       {info.kafka_bootstrap}" + (" (embedded)" if info.broker_pid else ""))
@@ -49,108 +57,6 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
-    from sagakit.loadgen.demo import run_demo
-    from sagakit.services.host import Mode
-
-    result = asyncio.run(
-        run_demo(
-            Mode(args.mode),
-            args.orders,
-            rate=args.rate,
-            keep_running=args.keep_running,
-            ports=_ports(args.port_base),
-        )
-    )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result.to_json(), out, indent=2)
-    return 0 if result.ok else 1
-
-
-def _ports(base: int) -> dict[str, int]:
-    names = ("order", "inventory", "payment", "orchestrator")
-    return {name: base + i for i, name in enumerate(names)}
-
-
-def _bench(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
-    from rich.console import Console
-
-    from sagakit.loadgen.bench import run_bench
-    from sagakit.loadgen.report import render_bench
-    from sagakit.services.host import Mode
-
-    result = asyncio.run(
-        run_bench(
-            Mode(args.mode),
-            duration=args.duration,
-            warmup=args.warmup,
-            rate=args.rate,
-            concurrency=args.concurrency,
-            failures=args.failures,
-            ports=_ports(args.port_base),
-        )
-    )
-    render_bench(result, Console())
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result.to_json(), out, indent=2)
-    return 0 if result.check_clean and result.completed > 0 else 1
-
-
-def _up(args: argparse.Namespace) -> int:
-    import asyncio
-    import signal
-    import time
-
-    from sagakit.fleet import Fleet
-    from sagakit.services.host import Mode
-
-    settings = Settings.from_env()
-    info = DevStack(settings).up()
-    ports = {
-        "order": args.order_port,
-        "inventory": args.inventory_port,
-        "payment": args.payment_port,
-        "orchestrator": args.orchestrator_port,
-    }
-    fleet = Fleet(info, settings, mode=Mode(args.mode), ports=ports, log_dir=settings.home / "logs")
-    asyncio.run(fleet.start())
-    print(f"sagakit is up in {args.mode} mode")
-    print(f"  PostgreSQL  {redact(info.database_url)}")
-    print(f"  Kafka       {info.kafka_bootstrap}")
-    for name, sp in fleet.processes.items():
-        print(f"  {name:<13}{sp.url}  (API docs {sp.url}/docs, log {sp.log})")
-    print("Ctrl-C stops everything.")
-    stopped = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopped
-        stopped = True
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while not stopped:
-            time.sleep(0.5)
-            for name, sp in fleet.processes.items():
-                if sp.proc is not None and sp.proc.poll() is not None:
-                    print(f"{name} exited with {sp.proc.returncode}; see {sp.log}")
-                    stopped = True
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fleet.stop()
-        if not args.keep_stack:
-            DevStack(settings).down()
-    return 0
-
-
 def _endpoints(settings: Settings) -> tuple[str, str]:
     """(PostgreSQL server URL, Kafka bootstrap): configured, or the running dev stack's."""
     if settings.database_url and settings.kafka_bootstrap:
@@ -169,9 +75,7 @@ def _dlq(args: argparse.Namespace) -> int:
     import asyncpg
 
     from sagakit import deadletters
-    from sagakit.config import database_url
     from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
-    from sagakit.services import SERVICE_DATABASES
 
     settings = Settings.from_env()
     server, bootstrap = _endpoints(settings)
@@ -193,12 +97,10 @@ def _dlq(args: argparse.Namespace) -> int:
             print(f"no dead letter at {args.partition}:{args.offset}", file=sys.stderr)
             return 1
         letter = match[0]
-        service = letter.group.removeprefix(f"{settings.namespace}.")
-        if service not in SERVICE_DATABASES:
-            print(f"unknown consumer group {letter.group!r}", file=sys.stderr)
-            return 1
-        url = database_url(server, settings.database(SERVICE_DATABASES[service]))
-        conn = await asyncpg.connect(url)
+        service = _service(args.service)
+        if settings.group(service.name) != letter.group:
+            raise SagakitError(f"the letter is {letter.group}'s, not {service.name}'s")
+        conn = await asyncpg.connect(_service_db(settings, server, args.service))
         try:
             async with transport.producer() as producer:
                 replayed = await deadletters.replay(letter, producer=producer, consumer_db=conn)
@@ -213,13 +115,19 @@ def _dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _service_db(settings: Settings, server: str, service: str) -> str:
-    from sagakit.config import database_url
-    from sagakit.services import SERVICE_DATABASES
+def _service(ref: str) -> Service:
+    from sagakit.refs import load_as
 
-    if service not in SERVICE_DATABASES:
-        raise SagakitError(f"unknown service {service!r}: one of {', '.join(SERVICE_DATABASES)}")
-    return database_url(server, settings.database(SERVICE_DATABASES[service]))
+    found = load_as(ref, Service)
+    if len(found) != 1:
+        raise SagakitError(f"{ref!r} names {len(found)} services; name one")
+    return found[0]
+
+
+def _service_db(settings: Settings, server: str, ref: str) -> str:
+    from sagakit.config import database_url
+
+    return database_url(server, settings.database(_service(ref).database))
 
 
 def _outbox(args: argparse.Namespace) -> int:
@@ -262,61 +170,95 @@ def _sagas(args: argparse.Namespace) -> int:
 
     import asyncpg
 
-    from sagakit.flows.order_saga import ORDER_SAGA
-    from sagakit.services.orchestrator import store
-    from sagakit.services.orchestrator.engine_runtime import Orchestrator
+    from sagakit.orchestration import Orchestrator, store
+    from sagakit.orchestration.timeline import render_list, render_timeline
 
     settings = Settings.from_env()
     server, _ = _endpoints(settings)
-    url = _service_db(settings, server, "orchestrator")
+    service = _service(args.service)
+    url = _service_db(settings, server, args.service)
 
     async def run() -> int:
         conn = await asyncpg.connect(url)
         try:
+            if args.action == "list":
+                print(render_list(await store.listing(conn, args.status, args.limit)))
+                return 0
+            if args.action == "show":
+                found = await store.timeline(conn, args.saga_id)
+                if found is None:
+                    raise SagakitError(f"no saga {args.saga_id} in {service.name}")
+                print(render_timeline(*found))
+                return 0
             if args.action == "parked":
                 rows = await store.parked(conn, args.limit)
                 for r in rows:
                     print(f"{r['saga_id']}  {r['status']} at {r['step']}: {r['parked']}")
                 print(f"{len(rows)} parked saga(s)")
                 return 0
-            orchestrator = Orchestrator(
-                ORDER_SAGA, starts_on="order.created", namespace=settings.namespace
-            )
+            orchestrator = Orchestrator(service.orchestrates, namespace=settings.namespace)
             async with conn.transaction():
                 resumed = await orchestrator.resume(conn, args.saga_id)
         finally:
             await conn.close()
         if not resumed:
-            print(f"saga {args.saga_id} is not parked", file=sys.stderr)
-            return 1
+            raise SagakitError(f"saga {args.saga_id} is not parked")
         print(f"saga {args.saga_id} resumed: the step it is at is sent again")
         return 0
 
     return asyncio.run(run())
 
 
-def _check(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from sagakit.audit import audit
-
-    settings = Settings.from_env()
-    server, _ = _endpoints(settings)
-    report = asyncio.run(audit(server, settings))
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.orders.items())) or "no orders"
-    print(f"orders: {counts}")
-    for line in report.violations:
-        print(f"VIOLATION {line}")
-    print("invariants hold" if report.clean else f"{len(report.violations)} violation(s)")
-    return 0 if report.clean else 1
-
-
 def _diagram(args: argparse.Namespace) -> int:
-    from sagakit.flows.order_saga import ORDER_SAGA
+    from sagakit.refs import load_as
+    from sagakit.saga import SagaDefinition
     from sagakit.saga.diagram import mermaid
 
-    print(mermaid(ORDER_SAGA, started_by="order.created"), end="")
+    for definition in load_as(args.definition, SagaDefinition):
+        print(mermaid(definition, started_by=definition.starts_on), end="")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sagakit.runtime.host import serve
+
+    service = _service(args.service)
+    service.check(Mode(os.environ.get("SAGAKIT_MODE") or Mode.ORCHESTRATION))
+    serve(service)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Start the dev stack and services as processes until Ctrl-C."""
+    import asyncio
+
+    from sagakit.fleet import Fleet, run_until_stopped
+
+    settings = Settings.from_env()
+    mode = Mode(args.mode)
+    named = {_service(ref).name: ref for ref in _refs(args.services)}
+    ports = {name: args.port + i for i, name in enumerate(named)}
+    fleet = Fleet(
+        DevStack(settings).up(), settings, named, ports, mode=mode, log_dir=settings.home / "logs"
+    )
+    asyncio.run(fleet.start())
+    return run_until_stopped(fleet, keep_stack=args.keep_stack)
+
+
+def _refs(refs: Sequence[str]) -> list[str]:
+    """Each ``MODULE:NAME`` naming one service, with collections expanded to their items."""
+    from sagakit.refs import load
+
+    out = []
+    for ref in refs:
+        obj = load(ref)
+        if isinstance(obj, Service):
+            out.append(ref)
+        elif isinstance(obj, dict):
+            out += [str(v) for v in obj.values()]
+        else:
+            raise SagakitError(f"{ref!r} is a {type(obj).__name__}, not a Service")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,18 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     dev_sub = dev.add_subparsers(dest="action", required=True)
     dev_up = dev_sub.add_parser("up", help="start (or reuse) the stack")
     dev_up.add_argument("--timeout", type=float, default=30.0)
+    dev_up.add_argument(
+        "services", nargs="*", help="MODULE:NAME of Services whose databases and topics to create"
+    )
+    dev_up.add_argument("--mode", choices=[m.value for m in Mode], default="orchestration")
     down = dev_sub.add_parser("down", help="stop what the stack started")
     down.add_argument("--wipe", action="store_true", help="also delete the database files")
     status = dev_sub.add_parser("status", help="what runs where")
     status.add_argument("--json", action="store_true")
     dev.set_defaults(func=_dev)
 
-    up = sub.add_parser("up", help="start the stack and the services; Ctrl-C stops them")
-    up.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
-    up.add_argument("--order-port", type=int, default=8001)
-    up.add_argument("--inventory-port", type=int, default=8002)
-    up.add_argument("--payment-port", type=int, default=8003)
-    up.add_argument("--orchestrator-port", type=int, default=8004)
+    run = sub.add_parser("run", help="run a service: sagakit run MODULE:NAME")
+    run.add_argument("service", help="MODULE:NAME of a Service")
+    run.set_defaults(func=_run)
+
+    up = sub.add_parser("up", help="start the dev stack and services; Ctrl-C stops them")
+    up.add_argument("services", nargs="+", help="MODULE:NAME of Services (or of a dict of them)")
+    up.add_argument("--mode", choices=[m.value for m in Mode], default="orchestration")
+    up.add_argument("--port", type=int, default=8001, help="first HTTP port")
     up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
     up.set_defaults(func=_up)
 
@@ -348,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay = dlq_sub.add_parser("replay", help="publish a parked record again")
     dlq_replay.add_argument("--partition", type=int, required=True)
     dlq_replay.add_argument("--offset", type=int, required=True)
+    dlq_replay.add_argument("--service", required=True, help="MODULE:NAME of the letter's service")
     for p in (dlq_list, dlq_replay):
         p.add_argument("--limit", type=int, default=1000)
     dlq.set_defaults(func=_dlq)
@@ -361,42 +310,29 @@ def build_parser() -> argparse.ArgumentParser:
     ob_requeue.add_argument("--topic", help="every parked row of this topic")
     ob_requeue.add_argument("--all", action="store_true", help="every parked row")
     for p in (ob_list, ob_requeue):
-        p.add_argument("--service", required=True, help="whose database (order, payment, ...)")
+        p.add_argument("--service", required=True, help="MODULE:NAME of the service")
     ob.set_defaults(func=_outbox)
 
-    sagas = sub.add_parser("sagas", help="operator actions on sagas")
+    sagas = sub.add_parser("sagas", help="see sagas, and operator actions on them")
     sagas_sub = sagas.add_subparsers(dest="action", required=True)
+    listing = sagas_sub.add_parser("list", help="newest sagas first, with counts per status")
+    listing.add_argument("--status", help="only sagas in this status")
+    listing.add_argument("--limit", type=int, default=50)
+    show = sagas_sub.add_parser("show", help="a saga's state, current step and timeline")
+    show.add_argument("saga_id")
     resume = sagas_sub.add_parser("resume", help="take a parked saga back (re-sends its step)")
     resume.add_argument("saga_id")
     parked = sagas_sub.add_parser("parked", help="sagas set aside as unprocessable, and why")
     parked.add_argument("--limit", type=int, default=100)
+    for p in (listing, show, resume, parked):
+        p.add_argument(
+            "--service", required=True, help="MODULE:NAME of the service orchestrating them"
+        )
     sagas.set_defaults(func=_sagas)
 
-    check = sub.add_parser("check", help="audit the saga invariants across the databases")
-    check.set_defaults(func=_check)
-
-    diagram = sub.add_parser("diagram", help="print the order saga as a Mermaid flowchart")
+    diagram = sub.add_parser("diagram", help="print saga definitions as Mermaid flowcharts")
+    diagram.add_argument("definition", help="MODULE:NAME of a SagaDefinition")
     diagram.set_defaults(func=_diagram)
-
-    bench = sub.add_parser("bench", help="measure throughput (closed loop) or latency (--rate)")
-    bench.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
-    bench.add_argument("--duration", type=float, default=20.0, help="measured seconds")
-    bench.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
-    bench.add_argument("--rate", type=float, help="open loop at this many orders/s")
-    bench.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
-    bench.add_argument("--failures", type=float, default=0.1, help="share of failing orders")
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    bench.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
-    bench.set_defaults(func=_bench)
-
-    demo = sub.add_parser("demo", help="start everything and run orders through every path")
-    demo.add_argument("--mode", choices=["orchestration", "choreography"], default="orchestration")
-    demo.add_argument("--orders", type=int, default=300)
-    demo.add_argument("--rate", type=float, default=60.0, help="orders per second")
-    demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
-    demo.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    demo.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
-    demo.set_defaults(func=_demo)
     return parser
 
 
@@ -409,6 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line, not a traceback (SAGAKIT_DEBUG=1 shows it)
+        if os.environ.get("SAGAKIT_DEBUG"):
+            raise
+        print(f"sagakit: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

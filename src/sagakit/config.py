@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sagakit.errors import ConfigError
 
-DEFAULT_DATABASES = ("orders", "inventory", "payments", "orchestrator")
+DEFAULT_DATABASES: tuple[str, ...] = ()
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -53,7 +53,8 @@ class Settings:
     partitions: int = 3
     """Partition count of every topic the stack creates."""
     databases: tuple[str, ...] = DEFAULT_DATABASES
-    """One database per service, created on the server if missing."""
+    """Extra databases ``sagakit dev up`` creates (each service creates its own at start-up
+    when it may, and ``dev up MODULE:NAME`` those of the services named)."""
     fetch_max_wait_ms: int = 20
     """Consumer fetch max-wait: the broker answers an idle fetch only after this long."""
     session_timeout_ms: int = 6000

@@ -1,5 +1,6 @@
-"""Start the order flow's services as separate processes, wait until each is healthy, and
-stop (or kill) them. Used by ``sagakit up``, the demo and the end-to-end tests."""
+"""Start services as separate processes (``sagakit run MODULE:NAME``), wait until each is
+healthy, and stop (or kill) them: for demos, local runs and end-to-end tests. Their
+databases and topics are created first, from what the services declare."""
 
 from __future__ import annotations
 
@@ -19,20 +20,8 @@ from sagakit.config import Settings
 from sagakit.devstack import StackInfo
 from sagakit.devstack.provision import ensure_databases, ensure_topics
 from sagakit.errors import StackError
-from sagakit.services.host import Mode
-from sagakit.topics import declared_topics
-
-DEFAULT_PORTS: Mapping[str, int] = {
-    "order": 8001,
-    "inventory": 8002,
-    "payment": 8003,
-    "orchestrator": 8004,
-}
-
-
-def services_for(mode: Mode) -> tuple[str, ...]:
-    names = ("order", "inventory", "payment")
-    return (*names, "orchestrator") if mode is Mode.ORCHESTRATION else names
+from sagakit.refs import load_as
+from sagakit.runtime.service import Mode, Service
 
 
 @dataclass
@@ -40,6 +29,8 @@ class ServiceProcess:
     name: str
     port: int
     log: Path
+    service: str = ""
+    """Name of the service it runs (``name`` without the replica suffix)."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,8 +42,11 @@ class ServiceProcess:
 class Fleet:
     stack: StackInfo
     settings: Settings
+    services: Mapping[str, str]
+    """Process name -> ``MODULE:NAME`` of its :class:`Service`."""
+    ports: Mapping[str, int]
+    """Process name -> HTTP port."""
     mode: Mode = Mode.ORCHESTRATION
-    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     log_dir: Path = Path(".sagakit/logs")
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for every service (failure rates, log level)."""
@@ -61,20 +55,30 @@ class Fleet:
 
     def __post_init__(self) -> None:
         self.processes: dict[str, ServiceProcess] = {}
-        for name in services_for(self.mode):
+        for name in self.services:
             for i in range(self.replicas.get(name, 1)):
                 key = name if i == 0 else f"{name}-{i + 1}"
                 port = self.ports[name] + 10 * i
-                self.processes[key] = ServiceProcess(key, port, self.log_dir / f"{key}.log")
+                self.processes[key] = ServiceProcess(key, port, self.log_dir / f"{key}.log", name)
 
     def url(self, name: str) -> str:
         return self.processes[name].url
 
     # -- lifecycle -----------------------------------------------------------------------
+    def declared(self) -> list[Service]:
+        return [svc for ref in self.services.values() for svc in load_as(ref, Service)]
+
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the fleet's services read or write."""
+        ns = self.settings.namespace
+        return tuple(dict.fromkeys(t for s in self.declared() for t in s.topics(self.mode, ns)))
+
     async def start(self, *, timeout: float = 60.0) -> None:
         s = self.settings
-        await ensure_databases(self.stack.database_url, s.database_names)
-        await ensure_topics(self.stack.kafka_bootstrap, declared_topics(s.namespace), s.partitions)
+        services = self.declared()
+        dbs = dict.fromkeys(s.database(svc.database) for svc in services)
+        await ensure_databases(self.stack.database_url, dbs)
+        await ensure_topics(self.stack.kafka_bootstrap, self.topics(), s.partitions)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for name in self.processes:
@@ -86,7 +90,7 @@ class Fleet:
 
     def _spawn(self, name: str) -> None:
         sp = self.processes[name]
-        module = name.split("-")[0]
+        ref = self.services[sp.service]
         env = {
             **os.environ,
             **self.env,
@@ -101,7 +105,7 @@ class Fleet:
         }
         with sp.log.open("ab") as out:
             sp.proc = subprocess.Popen(
-                [sys.executable, "-m", f"sagakit.services.{module}"],
+                [sys.executable, "-m", "sagakit", "run", ref],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -156,3 +160,40 @@ class Fleet:
             os.killpg(proc.pid, sig)
         if sig is signal.SIGKILL:
             proc.wait(10)
+
+
+def run_until_stopped(fleet: Fleet, *, keep_stack: bool = False) -> int:
+    """Print where everything runs, then wait for Ctrl-C, SIGTERM or a service exiting, and
+    stop the services (and the dev stack unless ``keep_stack``)."""
+    import time
+
+    from sagakit.db.pool import redact
+    from sagakit.devstack import DevStack
+
+    print(f"up in {fleet.mode} mode")
+    print(f"  PostgreSQL  {redact(fleet.stack.database_url)}")
+    print(f"  Kafka       {fleet.stack.kafka_bootstrap}")
+    for name, sp in fleet.processes.items():
+        print(f"  {name:<13}{sp.url}  (API docs {sp.url}/docs, log {sp.log})")
+    print("Ctrl-C stops everything.")
+    stopped = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopped:
+            time.sleep(0.5)
+            for name, sp in fleet.processes.items():
+                if sp.proc is not None and sp.proc.poll() is not None:
+                    print(f"{name} exited with {sp.proc.returncode}; see {sp.log}")
+                    stopped = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.stop()
+        if not keep_stack:
+            DevStack(fleet.settings).down()
+    return 0

@@ -350,3 +350,15 @@ def install(app: FastAPI, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> No
     # Handlers go by class; is_outage decides within each which errors are outages.
     for family in (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, SagakitError):
         app.add_exception_handler(family, _unavailable)
+
+
+async def row_or_404(request: Request, table: str, key: str, value: str) -> asyncpg.Record:
+    """The row of ``table`` whose ``key`` column is ``value`` in the serving service's
+    database, or a 404 naming it (``table`` and ``key`` are yours, never a client's)."""
+    async with request.app.state.runtime.pool.acquire() as conn:
+        row: asyncpg.Record | None = await conn.fetchrow(
+            f"SELECT * FROM {table} WHERE {key} = $1", value
+        )
+    if row is None:
+        raise HTTPException(404, f"no {key.removesuffix('_id')} {value}")
+    return row

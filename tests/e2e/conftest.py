@@ -11,12 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from examples.shop.system import services_for
 
 from sagakit.config import Settings
 from sagakit.devstack import StackInfo
 from sagakit.devstack.processes import free_port
 from sagakit.fleet import Fleet
-from sagakit.services.host import Mode
+from sagakit.runtime.host import Mode
 
 MODES = [Mode.ORCHESTRATION, Mode.CHOREOGRAPHY]
 
@@ -38,9 +39,10 @@ async def fleet(
     fleet = Fleet(
         stack,
         settings,
+        services_for(mode),
+        ports,
         mode=mode,
         env={"SAGAKIT_STUCK_AFTER_S": "2"},
-        ports=ports,
         replicas=replicas,
         log_dir=Path(tmp_path_factory.mktemp(f"logs-{mode.value}")),
     )

@@ -36,16 +36,17 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from examples.shop.system import services_for
 
 from sagakit.config import Settings, database_url
 from sagakit.deadletters import read as read_dead_letters
 from sagakit.devstack import StackInfo, postgres
 from sagakit.errors import StackError, TransientError
-from sagakit.fleet import Fleet, services_for
+from sagakit.fleet import Fleet
 from sagakit.messaging.transport import OutgoingRecord
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
-from sagakit.services.host import Mode
-from sagakit.topics import DEAD_LETTERS, declared_topics, topic_name
+from sagakit.runtime.host import Mode
+from sagakit.topics import DEAD_LETTERS, topic_name
 from tests.e2e.conftest import MODES, free_port_base
 from tests.e2e.test_hostile_input import envelope
 from tests.e2e.test_order_saga import assert_invariants
@@ -458,7 +459,7 @@ class ChaosRun:
 
 def flow_topics(fleet: Fleet) -> list[str]:
     dead = topic_name(fleet.settings.namespace, DEAD_LETTERS)
-    return [t for t in declared_topics(fleet.settings.namespace) if t != dead]
+    return [t for t in fleet.topics() if t != dead]
 
 
 def _transport(fleet: Fleet) -> KafkaTransport:
@@ -516,9 +517,10 @@ async def chaos_fleet(
     fleet = Fleet(
         stack,
         settings,
+        names,
+        ports,
         mode=mode,
         env={"SAGAKIT_STUCK_AFTER_S": "20"},
-        ports=ports,
         replicas=dict.fromkeys(names, 2),
         log_dir=Path(tmp_path_factory.mktemp(f"chaos-logs-{mode.value}")),
     )

@@ -18,7 +18,7 @@ from tests.e2e.conftest import free_port_base
 async def run_cli(
     stack: StackInfo, *args: str, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """Run the ``sagakit`` command against the test session's stack."""
+    """Run the shop's command (``python -m examples.shop``) against the test session's stack."""
     full_env = {
         **os.environ,
         "SAGAKIT_DATABASE_URL": stack.database_url,
@@ -29,7 +29,7 @@ async def run_cli(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sagakit",
+        "examples.shop",
         *args,
         env=full_env,
         stdout=asyncio.subprocess.PIPE,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sagakit.fleet import Fleet
 from sagakit.messaging.transport import OutgoingRecord
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
-from sagakit.topics import DEAD_LETTERS, declared_topics, topic_name
+from sagakit.topics import DEAD_LETTERS, topic_name
 from tests.e2e.conftest import Shop
 
 
@@ -47,7 +47,7 @@ def corpus(topic: str) -> list[OutgoingRecord]:
 
 def read_topics(fleet: Fleet) -> list[str]:
     dead = topic_name(fleet.settings.namespace, DEAD_LETTERS)
-    return [t for t in declared_topics(fleet.settings.namespace) if t != dead]
+    return [t for t in fleet.topics() if t != dead]
 
 
 async def assert_all_healthy(shop: Shop) -> None:

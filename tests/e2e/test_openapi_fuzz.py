@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from sagakit.fleet import Fleet
-from sagakit.services.host import Mode
+from sagakit.runtime.host import Mode
 
 SERVICES = ("order", "inventory", "payment", "orchestrator")
 SEED = 11

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sagakit.services.host import Mode
+from sagakit.runtime.host import Mode
 from tests.e2e.conftest import Shop
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sagakit.audit import audit
+from examples.shop.audit import audit
+
 from sagakit.fleet import Fleet
-from sagakit.services.host import Mode
+from sagakit.runtime.host import Mode
 from tests.e2e.conftest import Shop
 from tests.e2e.test_demo_and_bench import run_cli
 

@@ -39,7 +39,7 @@ async def test_a_service_waits_for_its_database(stack: StackInfo, tmp_path: Path
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "sagakit.services.payment",
+            "examples.shop.payment",
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

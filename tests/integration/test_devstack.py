@@ -18,7 +18,7 @@ import pytest
 from sagakit.config import Settings
 from sagakit.devstack import DevStack
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport
-from sagakit.topics import declared_topics
+from sagakit.topics import DEAD_LETTERS
 from tests.contract.transport import drain, rec
 
 
@@ -60,7 +60,7 @@ def test_embedded_stack_lifecycle(tmp_path: Path) -> None:
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
         transport = KafkaTransport(KafkaOptions(bootstrap=info["kafka_bootstrap"]))
-        topic = declared_topics()[0]
+        topic = DEAD_LETTERS
         async with transport.producer() as producer:
             await producer.send_many([rec(topic, "k", "hello")])
         async with transport.consumer(f"g-{uuid.uuid4().hex}", [topic]) as consumer:

@@ -8,15 +8,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from examples.shop.saga import ORDER_SAGA
 
 from sagakit.db import MigrationSet, migrate
 from sagakit.errors import ConcurrencyConflict
-from sagakit.flows.order_saga import ORDER_SAGA
 from sagakit.messaging import MessageContext, new_message
-from sagakit.services.orchestrator import store
-from sagakit.services.orchestrator.engine_runtime import Orchestrator
+from sagakit.orchestration import Orchestrator, store
 
-SAGAS = MigrationSet.from_package("orchestrator", "sagakit.services.orchestrator")
+SAGAS = MigrationSet.from_package("orchestrator", "sagakit.orchestration")
 
 
 class Clock:
@@ -47,7 +46,7 @@ async def commands(pool: asyncpg.Pool) -> list[tuple[str, str]]:
 
 async def test_two_replicas_fire_each_timer_once(fresh_db: str) -> None:
     clock = Clock()
-    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=clock)
+    orch = Orchestrator([ORDER_SAGA], clock=clock)
     pools = [await asyncpg.create_pool(fresh_db, min_size=1, max_size=2) for _ in range(2)]
     ids = await start_sagas(pools[0], orch, 300)
     assert len(await commands(pools[0])) == 300  # one inventory.reserve each
@@ -70,7 +69,7 @@ async def test_two_replicas_fire_each_timer_once(fresh_db: str) -> None:
 
 async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: str) -> None:
     clock = Clock()
-    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=clock)
+    orch = Orchestrator([ORDER_SAGA], clock=clock)
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     [saga_id] = await start_sagas(pool, orch, 1)
 
@@ -109,7 +108,7 @@ async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: s
 
 
 async def test_stale_writes_conflict(fresh_db: str) -> None:
-    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=Clock())
+    orch = Orchestrator([ORDER_SAGA], clock=Clock())
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     [saga_id] = await start_sagas(pool, orch, 1)
     async with pool.acquire() as conn:
@@ -128,7 +127,7 @@ async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
     """A deploy dropped a step one saga is at: its timer and its replies park it (with the
     reason, in its log); every other saga's timer still fires, and nothing loops."""
     clock = Clock()
-    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=clock)
+    orch = Orchestrator([ORDER_SAGA], clock=clock)
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     ids = await start_sagas(pool, orch, 5)
     broken, *healthy = ids
@@ -162,7 +161,7 @@ async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
 
 
 async def test_finished_sagas_and_their_log_are_pruned_in_batches(fresh_db: str) -> None:
-    orch = Orchestrator(ORDER_SAGA, starts_on="order.created", clock=Clock())
+    orch = Orchestrator([ORDER_SAGA], clock=Clock())
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     ids = await start_sagas(pool, orch, 7)
     await pool.execute(
@@ -186,14 +185,14 @@ async def test_finished_sagas_and_their_log_are_pruned_in_batches(fresh_db: str)
 
 def test_a_malformed_start_or_reply_never_reaches_the_engine() -> None:
     """A start message that no participant could act on would start a saga that never
-    ends; with the models given, the runtime dead-letters it instead."""
+    ends; with the definition's models, the runtime dead-letters it instead."""
     from sagakit.errors import MessageError
-    from sagakit.services.orchestrator import _orchestrator
+    from sagakit.orchestration.orchestrator import _validate
 
-    router = _orchestrator("").router()
-    for type_ in ("order.created", "inventory.failed"):
-        env = new_message(type_, {}, key="k")
-        with pytest.raises(MessageError):
-            router.route(env).parse(env)
-    good = new_message("inventory.reserved", {"order_id": "k", "amount_cents": 5}, key="k")
-    router.route(good).parse(good)
+    router = Orchestrator([ORDER_SAGA]).router()
+    start = new_message("order.created", {}, key="k")
+    with pytest.raises(MessageError):
+        router.route(start).parse(start)
+    with pytest.raises(MessageError):
+        _validate(ORDER_SAGA, "inventory.failed", {})
+    _validate(ORDER_SAGA, "inventory.reserved", {"order_id": "k", "amount_cents": 5})

@@ -9,14 +9,14 @@ import uuid
 
 import asyncpg
 import pytest
+from examples.shop.order.handlers import router
+from examples.shop.order.lifecycle import IllegalTransition
 
 from sagakit.db import MigrationSet, migrate
 from sagakit.messaging import MessageContext, new_message
-from sagakit.services.host import Mode
-from sagakit.services.order.handlers import router
-from sagakit.services.order.lifecycle import IllegalTransition
+from sagakit.runtime.host import Mode
 
-ORDERS = MigrationSet.from_package("order", "sagakit.services.order")
+ORDERS = MigrationSet.from_package("order", "examples.shop.order")
 ROUTES = router(Mode.CHOREOGRAPHY, "").routes
 
 # What the order service can receive for one order, by how the saga went.

@@ -10,7 +10,7 @@ def test_defaults() -> None:
     s = Settings.from_env({})
     assert s.database_url is None and s.kafka_bootstrap is None
     assert s.partitions == 3 and s.home == Path(".sagakit")
-    assert s.databases == ("orders", "inventory", "payments", "orchestrator")
+    assert s.databases == ()
 
 
 def test_values_are_read_and_checked() -> None:

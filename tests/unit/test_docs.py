@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sagakit.flows.order_saga import ORDER_SAGA
+from examples.shop.saga import ORDER_SAGA
+
 from sagakit.saga.diagram import mermaid
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,15 +12,17 @@ from typing import Any, cast
 import asyncpg
 import httpx
 import pytest
+from examples.shop import inventory, orchestrator, order, payment
 from fastapi import APIRouter, FastAPI
 
 from sagakit import http
 from sagakit.db import Connection, MigrationSet
-from sagakit.messaging import Router
-from sagakit.services import inventory, orchestrator, order, payment
-from sagakit.services.host import ServiceSpec, create_app
+from sagakit.runtime import Service
+from sagakit.runtime.host import create_app
 
-SPECS = {s.name: s for s in (order.SPEC, inventory.SPEC, payment.SPEC, orchestrator.SPEC)}
+SPECS = {
+    s.name: s for s in (order.service, inventory.service, payment.service, orchestrator.service)
+}
 
 
 def client(app: FastAPI, *, raise_errors: bool = True) -> httpx.AsyncClient:
@@ -200,7 +202,7 @@ async def test_bad_idempotency_keys_are_422(apps: dict[str, FastAPI], key: bytes
 
 async def test_nul_in_a_header_is_422() -> None:
     """HTTP servers refuse NUL in a header; the edge does not count on it."""
-    app = create_app(order.SPEC)
+    app = create_app(order.service)
     scope = asgi_scope("POST", "/orders", [(b"idempotency-key", b"a\x00b")])
     status, body = await call(app, scope, [json.dumps(ORDER).encode()])
     assert status == 422, body
@@ -209,7 +211,7 @@ async def test_nul_in_a_header_is_422() -> None:
 
 # -- body size -------------------------------------------------------------------------------
 
-LIMITED = create_app(order.SPEC)
+LIMITED = create_app(order.service)
 LIMIT = http.DEFAULT_MAX_BODY_BYTES
 
 
@@ -377,9 +379,7 @@ async def write(kind: str) -> None:
 
 @pytest.fixture(scope="module")
 def failing() -> FastAPI:
-    spec = ServiceSpec(
-        "test", "test", MigrationSet("test", ()), routes, router=lambda mode, ns: Router(ns)
-    )
+    spec = Service("test", migrations=MigrationSet("test", ()), routes=routes)
     return create_app(spec)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
+from examples.shop.saga import ORDER_SAGA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagakit.flows.order_saga import ORDER_SAGA
 from sagakit.saga import (
     Action,
     Decision,

@@ -8,8 +8,8 @@ import pytest
 from fastapi import APIRouter
 
 from sagakit.db import MigrationSet
-from sagakit.messaging import Router
-from sagakit.services.host import ServiceSpec, create_app
+from sagakit.runtime import Service
+from sagakit.runtime.host import create_app
 
 routes = APIRouter()
 
@@ -25,13 +25,7 @@ async def boom(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["refused", "starting", "closed"])
 async def test_database_unavailable_is_503(kind: str) -> None:
-    spec = ServiceSpec(
-        "test",
-        "test",
-        MigrationSet("test", ()),
-        routes,
-        router=lambda mode, ns: Router(ns),
-    )
+    spec = Service("test", migrations=MigrationSet("test", ()), routes=routes)
     app = create_app(spec)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.post(f"/boom/{kind}")

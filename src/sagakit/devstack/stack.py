@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from sagakit.devstack import broker, postgres
 from sagakit.devstack.processes import alive, free_port, port_open
 from sagakit.devstack.provision import ensure_databases, ensure_topics
 from sagakit.errors import StackError
-from sagakit.topics import declared_topics
+from sagakit.topics import DEAD_LETTERS, topic_name
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,16 @@ class DevStack:
         return info if pg_ok and broker_ok else None
 
     # -- lifecycle -----------------------------------------------------------------------
-    def up(self, *, timeout: float = 30.0) -> StackInfo:
+    def up(
+        self,
+        *,
+        timeout: float = 30.0,
+        databases: Sequence[str] = (),
+        topics: Sequence[str] = (),
+    ) -> StackInfo:
+        """Start (or reuse) the stack, then create ``databases`` (namespaced here) and
+        ``topics`` (namespaced already), with the dead-letter topic and the databases
+        listed in the settings."""
         begun = time.monotonic()
         previous = self._load()
         s = self.settings
@@ -109,24 +119,31 @@ class DevStack:
         )
         self._save(info)
         try:
-            asyncio.run(self._provision(info, timeout))
+            asyncio.run(self._provision(info, timeout, databases, topics))
         except Exception as exc:
             raise StackError(f"stack started but provisioning failed: {exc!r}") from exc
         info = StackInfo(**{**info.to_json(), "started_in": round(time.monotonic() - begun, 3)})
         self._save(info)
         return info
 
-    async def _provision(self, info: StackInfo, limit: float) -> None:
+    async def _provision(
+        self, info: StackInfo, limit: float, databases: Sequence[str], topics: Sequence[str]
+    ) -> None:
         s = self.settings
+        names = (*s.database_names, *(s.database(d) for d in databases))
         try:
-            await asyncio.wait_for(ensure_databases(info.database_url, s.database_names), limit)
+            await asyncio.wait_for(ensure_databases(info.database_url, names), limit)
         except Exception as exc:
             raise StackError(
                 f"PostgreSQL at {redact(info.database_url)} unreachable: {exc!r}"
             ) from exc
         try:
             await asyncio.wait_for(
-                ensure_topics(info.kafka_bootstrap, declared_topics(s.namespace), s.partitions),
+                ensure_topics(
+                    info.kafka_bootstrap,
+                    (*topics, topic_name(s.namespace, DEAD_LETTERS)),
+                    s.partitions,
+                ),
                 limit,
             )
         except Exception as exc:

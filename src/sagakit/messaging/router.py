@@ -40,6 +40,8 @@ class MessageContext:
     group: str
     namespace: str = ""
     outgoing: list[Envelope] = field(default_factory=list)
+    replies: tuple[str, ...] | None = None
+    """The reply types this handler may send with :meth:`reply` (None: any)."""
 
     def send(self, message: Envelope) -> None:
         """Queue an already built message."""
@@ -66,6 +68,18 @@ class MessageContext:
         self.outgoing.append(msg)
         return msg
 
+    async def reply(
+        self, type: str, payload: BaseModel | Mapping[str, Any] | None = None
+    ) -> Envelope:
+        """Answer the command being handled. A type the saga does not expect is refused
+        here (the message is dead-lettered with the reason) rather than left to time out."""
+        if self.replies is not None and type not in self.replies:
+            raise MessageError(
+                f"{self.envelope.type}: {type!r} is not a reply to it"
+                f" (expected {', '.join(self.replies)})"
+            )
+        return await self.publish(type, payload if payload is not None else {})
+
 
 @dataclass(frozen=True)
 class Route:
@@ -73,6 +87,7 @@ class Route:
     topic: str
     model: type[BaseModel] | None
     handler: Handler
+    replies: tuple[str, ...] | None = None
 
     def parse(self, envelope: Envelope) -> Any:
         if self.model is None:
@@ -112,10 +127,12 @@ class Router:
         model: type[BaseModel] | None = None,
         *,
         topic: str | None = None,
+        replies: tuple[str, ...] | None = None,
     ) -> None:
         if type in self.routes:
             raise ValueError(f"a handler for {type!r} is already registered")
-        self.routes[type] = Route(type, topic or topic_name(self.namespace, type), model, handler)
+        topic = topic or topic_name(self.namespace, type)
+        self.routes[type] = Route(type, topic, model, handler, replies)
 
     @property
     def topics(self) -> tuple[str, ...]:

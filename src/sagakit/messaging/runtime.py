@@ -242,7 +242,9 @@ class ConsumerRuntime:
         return True
 
     async def _run_handler(self, conn: Connection, p: _Parsed, out: list[Envelope]) -> None:
-        ctx = MessageContext(p.envelope, conn, self.group, self.router.namespace, out)
+        ctx = MessageContext(
+            p.envelope, conn, self.group, self.router.namespace, out, p.route.replies
+        )
         with handling(p.envelope):
             await p.route.handler(ctx, p.payload)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class StepKind(StrEnum):
@@ -30,12 +31,18 @@ class StepKind(StrEnum):
 
 @dataclass(frozen=True)
 class Action:
-    """A command and the reply that acknowledges it."""
+    """A command and the reply that acknowledges it, with the payload models of both."""
 
     command: str
     """Message type sent, e.g. ``inventory.reserve``."""
     done: str
     """Reply type meaning success, e.g. ``inventory.reserved``."""
+    payload: type[Any] | None = None
+    """Pydantic model of the command's payload: the handler of the command receives it
+    (the saga's data: ``saga_id``, the start data and what earlier replies added)."""
+    reply: type[Any] | None = None
+    """Pydantic model of its replies (success, and the step's failures): a reply that does
+    not fit is dead-lettered instead of steering the saga."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,16 @@ class SagaDefinition:
     """Seconds a saga may take before the pivot; past it, it compensates."""
     compensation_timeout: float = 5.0
     """Seconds between re-sends of an unacknowledged compensation."""
+    data: type[Any] | None = None
+    """Pydantic model of the data a saga starts with: a start that does not fit is refused
+    (HTTP 422, or dead-lettered) instead of starting a saga no participant can serve."""
+    starts_on: str = ""
+    """Message type that starts a saga (its key or correlation id is the saga id); default
+    ``<name>.start``."""
 
     def __post_init__(self) -> None:
+        if not self.starts_on:
+            object.__setattr__(self, "starts_on", f"{self.name}.start")
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: step names repeat: {names}")
@@ -89,6 +104,13 @@ class SagaDefinition:
         types = [t for s in self.steps for t in self._replies(s)]
         if len(set(types)) != len(types):
             raise ValueError(f"{self.name}: a reply type may belong to one step only")
+        commands = self.command_types
+        if len(set(commands)) != len(commands):
+            raise ValueError(f"{self.name}: a command type may be sent by one action only")
+        if self.starts_on in (*commands, *types):
+            raise ValueError(
+                f"{self.name}: {self.starts_on!r} starts the saga; it cannot be a step's"
+            )
 
     @staticmethod
     def _replies(step: Step) -> tuple[str, ...]:
@@ -109,6 +131,37 @@ class SagaDefinition:
             if s.compensation:
                 out.append(s.compensation.command)
         return tuple(out)
+
+    @property
+    def message_types(self) -> tuple[str, ...]:
+        """Every message type a saga of this definition sends or receives (one topic each)."""
+        return tuple(dict.fromkeys((self.starts_on, *self.command_types, *self.reply_types)))
+
+    def action_for(self, command: str) -> tuple[Step, Action] | None:
+        """The step and action (or compensation) that sends ``command``."""
+        for s in self.steps:
+            for action in (s.action, s.compensation):
+                if action is not None and action.command == command:
+                    return s, action
+        return None
+
+    def replies_to(self, command: str) -> tuple[str, ...]:
+        """The reply types that answer ``command``: success, and the step's failures when
+        it is the step's action."""
+        found = self.action_for(command)
+        if found is None:
+            return ()
+        step, action = found
+        return (action.done, *step.failure) if action is step.action else (action.done,)
+
+    def reply_model(self, reply: str) -> type[Any] | None:
+        """The payload model of reply type ``reply``, if its action declares one."""
+        for s in self.steps:
+            if s.action is not None and reply in (s.action.done, *s.failure):
+                return s.action.reply
+            if s.compensation is not None and reply == s.compensation.done:
+                return s.compensation.reply
+        return None
 
     @property
     def pivot(self) -> int | None:

@@ -1,0 +1,8 @@
+"""Running services locally and in tests: the development stack (PostgreSQL and a Kafka
+broker, embedded when none is configured) and fleets of service processes."""
+
+from sagakit.config import database_url
+from sagakit.devstack import DevStack, StackInfo
+from sagakit.fleet import Fleet
+
+__all__ = ["DevStack", "Fleet", "StackInfo", "database_url"]

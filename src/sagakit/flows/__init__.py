@@ -1,1 +1,0 @@
-"""The sagas this project ships: the order flow, orchestrated and choreographed."""

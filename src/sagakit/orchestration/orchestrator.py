@@ -1,0 +1,244 @@
+"""The orchestrator runtime: feeds the pure engine from messages and timers, and writes the
+new state, its log entry and its commands (outbox) in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from sagakit.aio import sleep_or_stop
+from sagakit.db import Connection, transaction
+from sagakit.errors import ConfigError, MessageError
+from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
+from sagakit.messaging.outbox import storable_text
+from sagakit.messaging.retry import Disposition, classify
+from sagakit.orchestration import store
+from sagakit.saga import (
+    Decision,
+    Replied,
+    Resumed,
+    SagaDefinition,
+    SagaState,
+    Started,
+    TimedOut,
+    decide,
+    start,
+)
+from sagakit.topics import topic_name
+
+log = logging.getLogger(__name__)
+
+
+class Orchestrator:
+    """Runs the sagas of the given definitions: a definition's ``starts_on`` message starts
+    one, replies steer it, timers re-send or compensate.
+
+    The start message and every reply are validated against the definition's models
+    (``SagaDefinition.data``, ``Action.reply``) before the engine sees them: a malformed one
+    is dead-lettered at once instead of starting (or steering) a saga whose commands no
+    participant can take."""
+
+    def __init__(
+        self,
+        definitions: Sequence[SagaDefinition],
+        *,
+        namespace: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.definitions = {d.name: d for d in definitions}
+        if len(self.definitions) != len(definitions):
+            raise ConfigError("two saga definitions share a name")
+        self.starters = {d.starts_on: d for d in definitions}
+        if len(self.starters) != len(definitions):
+            raise ConfigError("two saga definitions start on the same message type")
+        self.namespace = namespace
+        self.clock = clock
+
+    def router(self) -> Router:
+        r = Router(self.namespace)
+        for d in self.definitions.values():
+            r.add(d.starts_on, self.on_start, d.data)
+        replies = dict.fromkeys(t for d in self.definitions.values() for t in d.reply_types)
+        for reply in replies:  # a reply type may serve several definitions
+            r.add(reply, self.on_reply)
+        return r
+
+    def definition(self, name: str) -> SagaDefinition:
+        found = self.definitions.get(name)
+        if found is None:
+            raise MessageError(f"saga definition {name!r} is not hosted here")
+        return found
+
+    async def on_start(self, ctx: MessageContext, valid: object) -> None:
+        env = ctx.envelope
+        definition = self.starters[env.type]
+        saga_id = env.correlation_id or env.key
+        if not saga_id:
+            raise MessageError(f"{env.type}: no saga id (neither correlation id nor key)")
+        await self.begin(ctx.tx, definition, saga_id, env.payload, cause=env.message_id, out=ctx)
+
+    async def begin(
+        self,
+        tx: Connection,
+        definition: SagaDefinition,
+        saga_id: str,
+        data: Mapping[str, Any],
+        *,
+        cause: uuid.UUID | None = None,
+        out: MessageContext | None = None,
+    ) -> bool:
+        """Start a saga in ``tx``: its row, first log line and first commands (to ``out``'s
+        batch, or straight into the outbox). False if a saga with this id exists already
+        (the same start announced twice)."""
+        decision = start(definition, Started(saga_id, dict(data), self.clock()))
+        saved = await store.insert(tx, decision.state, self._entry(definition, decision, "start"))
+        if saved is None:
+            return False
+        commands = self._commands(saved, decision, cause)
+        if out is not None:
+            for message in commands:
+                out.send(message)
+        else:
+            await outbox.add(tx, *commands)
+        return True
+
+    async def on_reply(self, ctx: MessageContext, valid: object) -> None:
+        env = ctx.envelope
+        saga_id = env.correlation_id or env.key
+        state = await store.load(ctx.tx, saga_id)
+        if state is None:
+            log.warning("reply %s for unknown saga %s ignored", env.type, saga_id)
+            return
+        definition = self.definitions.get(state.definition)
+        parked = await store.parked_reason(ctx.tx, saga_id)
+        if parked is not None:
+            # Resuming re-sends the step's command; its participant answers again then.
+            log.warning("reply %s for parked saga %s ignored (%s)", env.type, saga_id, parked)
+            step = _step_name(definition, state)
+            await store.note(ctx.tx, saga_id, step, env.type, "ignored: parked")
+            return
+        if definition is None:
+            await self._park(ctx.tx, None, state, f"definition {state.definition!r} not hosted")
+            return
+        _validate(definition, env.type, env.payload)
+        try:
+            decision = decide(definition, state, Replied(env.type, env.payload, self.clock()))
+            entry = self._entry(definition, decision, env.type) if decision.changed else None
+        except Exception as exc:  # the engine cannot take this saga: set it aside
+            await self._park(ctx.tx, definition, state, f"{env.type}: {exc!r}")
+            return
+        if entry is not None:
+            saved = await store.save(ctx.tx, decision.state, entry)
+            for message in self._commands(saved, decision, env.message_id):
+                ctx.send(message)
+
+    async def fire_timers(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
+        """Handle every saga whose timer is due; safe with several replicas. Each saga is
+        its own savepoint: one the engine cannot take (or whose write can never succeed)
+        is parked, one whose write fails for a passing reason (a reply won the race) is
+        left for the next round, and the rest go on. An outage fails the round."""
+        now = self.clock()
+        async with transaction(pool) as conn:
+            rows = await store.due(conn, now, limit)
+            out: list[Envelope] = []
+            for row in rows:
+                try:
+                    state = store.from_row(row)
+                    definition = self.definition(state.definition)
+                    decision = decide(definition, state, TimedOut(now))
+                    entry = self._entry(definition, decision, "timer") if decision.changed else None
+                except Exception as exc:
+                    await self._park_id(conn, row["saga_id"], str(row["step"]), f"timer: {exc!r}")
+                    continue
+                if entry is None:
+                    continue
+                try:
+                    async with conn.transaction():
+                        saved = await store.save(conn, decision.state, entry)
+                except Exception as exc:
+                    disposition = classify(exc)
+                    if disposition is Disposition.OUTAGE:
+                        raise
+                    if disposition is Disposition.PERMANENT:
+                        await self._park(conn, definition, state, f"timer: {exc!r}")
+                    else:
+                        log.warning("saga %s: timer write failed (%r)", state.saga_id, exc)
+                    continue
+                out += self._commands(saved, decision, None)
+            await outbox.add(conn, *out)
+        return len(rows)
+
+    async def resume(self, tx: Connection, saga_id: str) -> bool:
+        """Take back a parked saga: the step it is at is sent again (a new attempt). False
+        if there is no such parked saga."""
+        state = await store.load(tx, saga_id)
+        if state is None or await store.parked_reason(tx, saga_id) is None:
+            return False
+        definition = self.definition(state.definition)
+        decision = decide(definition, state, Resumed(self.clock()))
+        saved = await store.save(tx, decision.state, self._entry(definition, decision, "resumed"))
+        await outbox.add(tx, *self._commands(saved, decision, None))
+        return True
+
+    async def _park(
+        self, tx: Connection, definition: SagaDefinition | None, state: SagaState, reason: str
+    ) -> None:
+        await self._park_id(tx, state.saga_id, _step_name(definition, state), reason)
+
+    async def _park_id(self, tx: Connection, saga_id: str, step: str, reason: str) -> None:
+        log.error("saga %s parked at %s: %s", saga_id, step, reason)
+        await store.park(tx, saga_id, step, storable_text(reason))
+
+    async def run_timers(
+        self, pool: asyncpg.Pool, stop: asyncio.Event, *, interval: float = 0.2
+    ) -> None:
+        while not stop.is_set():
+            try:
+                fired = await self.fire_timers(pool)
+            except Exception:
+                log.exception("timer loop error; continuing")
+                fired = 0
+            if not fired:
+                await sleep_or_stop(stop, interval)
+
+    @staticmethod
+    def _entry(definition: SagaDefinition, decision: Decision, event: str) -> store.LogEntry:
+        step = definition.steps[decision.state.step].name
+        return store.LogEntry(step, event, decision.note, [c.type for c in decision.commands])
+
+    def _commands(
+        self, state: SagaState, decision: Decision, cause: uuid.UUID | None
+    ) -> list[Envelope]:
+        return [
+            new_message(
+                c.type,
+                c.payload,
+                key=state.saga_id,
+                topic=topic_name(self.namespace, c.type),
+                correlation_id=state.saga_id,
+                causation_id=cause,
+                message_id=derived_id(state.saga_id, c.type, c.attempt),
+            )
+            for c in decision.commands
+        ]
+
+
+def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:
+    steps = definition.steps if definition is not None else ()
+    return steps[state.step].name if 0 <= state.step < len(steps) else f"#{state.step}"
+
+
+def _validate(definition: SagaDefinition, reply: str, payload: Mapping[str, Any]) -> None:
+    model = definition.reply_model(reply)
+    if model is None:
+        return
+    try:
+        model.model_validate(payload)
+    except ValueError as exc:
+        raise MessageError(f"{reply}: invalid payload for {definition.name}: {exc}") from None

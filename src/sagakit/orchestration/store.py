@@ -1,0 +1,206 @@
+"""Saga state in PostgreSQL: one row per saga with a version column (optimistic
+concurrency), and a log of every transition."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from sagakit.db import Connection
+from sagakit.errors import ConcurrencyConflict
+from sagakit.saga import SagaState, SagaStatus
+
+_COLUMNS = "saga_id, definition, status, step, attempt, data, reason, started_at, due_at, version"
+
+
+def from_row(row: asyncpg.Record) -> SagaState:
+    return SagaState(
+        saga_id=row["saga_id"],
+        definition=row["definition"],
+        status=SagaStatus(row["status"]),
+        step=row["step"],
+        attempt=row["attempt"],
+        data=json.loads(row["data"]),
+        reason=row["reason"],
+        started_at=row["started_at"],
+        due_at=row["due_at"],
+        version=row["version"],
+    )
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a saga's timeline."""
+
+    step: str
+    event: str
+    note: str
+    commands: Sequence[str]
+
+
+_LOG = """
+, logged AS (
+    INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)
+    SELECT $1, written.version, $3, $11, $12, $13, $14 FROM written
+)
+SELECT version FROM written
+"""
+
+
+def _args(s: SagaState, entry: LogEntry) -> tuple[object, ...]:
+    return (
+        s.saga_id,
+        s.version,
+        s.status.value,
+        s.step,
+        s.attempt,
+        json.dumps(s.data),
+        s.reason,
+        s.started_at,
+        s.due_at,
+        s.definition,
+        entry.step,
+        entry.event,
+        entry.note,
+        list(entry.commands),
+    )
+
+
+async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | None:
+    """Store a new saga and its first log line in one statement; None if a saga with this
+    id exists already."""
+    version = await tx.fetchval(
+        "WITH written AS ("
+        f" INSERT INTO sagas ({_COLUMNS}) VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1)"
+        " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
+        *_args(s, entry),
+    )
+    return None if version is None else s.evolve(version=version)
+
+
+async def load(tx: Connection, saga_id: str) -> SagaState | None:
+    row = await tx.fetchrow(f"SELECT {_COLUMNS} FROM sagas WHERE saga_id = $1", saga_id)
+    return from_row(row) if row else None
+
+
+async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
+    """Write ``s`` over the version it was derived from, and its log line, in one statement;
+    raise :class:`ConcurrencyConflict` (retriable) if someone else wrote first."""
+    version = await tx.fetchval(
+        "WITH written AS ("
+        " UPDATE sagas SET status = $3, step = $4, attempt = $5, data = $6, reason = $7,"
+        " due_at = $9, version = version + 1, updated_at = now(), parked = NULL"
+        # definition and started_at never change; matching them keeps one argument list
+        # for both statements.
+        " WHERE saga_id = $1 AND version = $2 AND definition = $10 AND started_at = $8"
+        " RETURNING version)" + _LOG,
+        *_args(s, entry),
+    )
+    if version is None:
+        raise ConcurrencyConflict(f"saga {s.saga_id} changed since version {s.version}")
+    return s.evolve(version=version)
+
+
+async def parked_reason(tx: Connection, saga_id: str) -> str | None:
+    """Why the saga is parked, or None if it is not."""
+    reason: str | None = await tx.fetchval("SELECT parked FROM sagas WHERE saga_id = $1", saga_id)
+    return reason
+
+
+async def park(tx: Connection, saga_id: str, step: str, reason: str) -> None:
+    """Set the saga aside: its timer stops and replies are ignored until it is resumed.
+    The reason goes to the saga row and its log."""
+    await tx.execute(
+        "WITH written AS (UPDATE sagas SET parked = $2, due_at = NULL, version = version + 1,"
+        " updated_at = now() WHERE saga_id = $1 RETURNING version, status)"
+        " INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
+        " SELECT $1, version, status, $3, 'parked', $2, '{}' FROM written",
+        saga_id,
+        reason,
+        step,
+    )
+
+
+async def note(tx: Connection, saga_id: str, step: str, event: str, text: str) -> None:
+    """A line in the saga's log that changes nothing (a reply ignored while parked)."""
+    await tx.execute(
+        "INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)"
+        " SELECT $1, version, status, $2, $3, $4, '{}' FROM sagas WHERE saga_id = $1",
+        saga_id,
+        step,
+        event,
+        text,
+    )
+
+
+async def parked(tx: Connection, limit: int = 100) -> list[asyncpg.Record]:
+    """Parked sagas, oldest first (operator tools)."""
+    return list(
+        await tx.fetch(
+            "SELECT saga_id, status, step, parked, updated_at FROM sagas"
+            " WHERE parked IS NOT NULL ORDER BY updated_at LIMIT $1",
+            limit,
+        )
+    )
+
+
+async def prune(tx: Connection, older_than: timedelta, batch: int = 1000) -> int:
+    """Forget finished sagas (and their log) last changed before ``older_than`` ago; at
+    most ``batch`` sagas per call."""
+    removed: int = await tx.fetchval(
+        "WITH gone AS (DELETE FROM sagas WHERE saga_id IN (SELECT saga_id FROM sagas"
+        " WHERE status IN ('COMPLETED', 'FAILED') AND updated_at < now() - $1::interval"
+        " ORDER BY updated_at LIMIT $2) RETURNING saga_id),"
+        " log AS (DELETE FROM saga_log WHERE saga_id IN (SELECT saga_id FROM gone))"
+        " SELECT count(*) FROM gone",
+        older_than,
+        batch,
+    )
+    return removed
+
+
+async def due(tx: Connection, now: float, limit: int) -> list[asyncpg.Record]:
+    """Rows of sagas whose timer fired, locked for this transaction; rows another replica
+    holds are skipped. Rows, not states: the caller converts each on its own, so that one
+    row this build cannot read is parked instead of failing them all."""
+    return list(
+        await tx.fetch(
+            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
+            " FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
+        )
+    )
+
+
+async def listing(
+    tx: Connection, status: str | None = None, limit: int = 50
+) -> tuple[list[asyncpg.Record], dict[str, int]]:
+    """Newest sagas first (optionally of one status), and the count per status."""
+    rows = await tx.fetch(
+        "SELECT saga_id, definition, status, step, attempt, reason, parked, updated_at"
+        " FROM sagas WHERE $1::text IS NULL OR status = $1 ORDER BY updated_at DESC LIMIT $2",
+        status.upper() if status else None,
+        limit,
+    )
+    counts = await tx.fetch("SELECT status, count(*) AS n FROM sagas GROUP BY status")
+    return list(rows), {r["status"]: r["n"] for r in counts}
+
+
+async def timeline(
+    tx: Connection, saga_id: str
+) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    """A saga's row and every line of its log, oldest first; None if there is no such saga."""
+    row = await tx.fetchrow("SELECT * FROM sagas WHERE saga_id = $1", saga_id)
+    if row is None:
+        return None
+    log = await tx.fetch(
+        "SELECT version, status, step, event, note, commands, at FROM saga_log"
+        " WHERE saga_id = $1 ORDER BY id",
+        saga_id,
+    )
+    return row, list(log)

@@ -1,0 +1,245 @@
+"""A service: one process with its own database, the framework's tables, an outbox relay, a
+consumer, and optionally an HTTP app. It takes part in sagas by handling their commands, and
+orchestrates sagas by hosting their definitions.
+
+    flight = Service("flight", migrations="trip.flight", sagas=[TRIP])
+
+    @flight.handles("flight.book")
+    async def book(ctx: MessageContext, cmd: BookFlight) -> None:
+        ...  # ctx.tx: the transaction that also records the message as handled
+        await ctx.reply("flight.booked", {"flight_ref": ref})
+
+    trips = Service("trips", orchestrates=[TRIP])
+
+Run one with ``sagakit run MODULE:NAME`` (or ``service.serve()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from sagakit.db import MigrationSet
+from sagakit.errors import ConfigError
+from sagakit.messaging import MessageContext, Router
+from sagakit.saga import SagaDefinition
+from sagakit.topics import DEAD_LETTERS, topic_name
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from sagakit.runtime.host import Runtime
+
+M = TypeVar("M", bound=BaseModel)
+HandlerFn = Callable[[MessageContext, Any], Awaitable[None]]
+Background = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
+"""A loop run beside the consumer until the event is set (supervised: restarted on failure)."""
+
+
+class Mode(StrEnum):
+    ORCHESTRATION = "orchestration"
+    CHOREOGRAPHY = "choreography"
+
+
+class ContractError(ConfigError):
+    """A handler does not fit the saga definition it serves; raised at start-up."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    message_type: str
+    handler: HandlerFn
+    model: type[BaseModel] | None
+    replies: tuple[str, ...]
+    topic: str | None
+
+
+class Service:
+    """Everything one process hosts. Options:
+
+    - ``database``: its database on the configured server (default: the service's name;
+      namespaced, created at start-up if missing and allowed).
+    - ``migrations``: its own tables: a package holding ``sql/NNNN_name.sql`` files, or a
+      :class:`MigrationSet`. The framework's tables are migrated too.
+    - ``sagas``: definitions whose commands this service handles: each handler is checked
+      against them at start-up (payload model, reply types).
+    - ``orchestrates``: definitions whose sagas this service runs (state in its database,
+      timers, ``GET /sagas``, ``POST /sagas/{definition}``).
+    - ``publishes``: message types it sends besides replies (their topics are created).
+    - ``router``: advanced: a function building handlers per mode and namespace.
+    - ``gauges``: metric name -> SQL returning one number, read at each scrape.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        database: str | None = None,
+        migrations: MigrationSet | str | None = None,
+        sagas: Sequence[SagaDefinition] = (),
+        orchestrates: Sequence[SagaDefinition] = (),
+        publishes: Sequence[str] = (),
+        router: Callable[[Mode, str], Router] | None = None,
+        routes: APIRouter | None = None,
+        background: Sequence[Background] = (),
+        gauges: Mapping[str, str] | None = None,
+    ) -> None:
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"service name {name!r}: use letters, digits, - and _")
+        self.name = name
+        self.database = database or name.replace("-", "_")
+        if isinstance(migrations, str):
+            migrations = MigrationSet.from_package(name, migrations)
+        self.migrations = migrations
+        self.sagas = tuple(sagas)
+        self.orchestrates = tuple(orchestrates)
+        self.publishes = tuple(publishes)
+        self.router_factory = router
+        self.routes = routes or APIRouter()
+        """HTTP endpoints of this service: add yours with ``service.routes.post(...)``."""
+        self.background: list[Background] = list(background)
+        self.gauges = dict(gauges or {})
+        self.registrations: dict[str, Registration] = {}
+
+    # -- declaring -------------------------------------------------------------------------
+    def handles(
+        self,
+        type: str,
+        model: type[M] | None = None,
+        *,
+        replies: Sequence[str] = (),
+        topic: str | None = None,
+    ) -> Callable[
+        [Callable[[MessageContext, M], Awaitable[None]]],
+        Callable[[MessageContext, M], Awaitable[None]],
+    ]:
+        """Register the handler of message type ``type``. For a command of one of ``sagas``
+        the payload model defaults to the action's; ``replies`` (the reply types the handler
+        may send) are checked against the definition at start-up, and ``ctx.reply`` refuses
+        any other at run time."""
+
+        def register(
+            fn: Callable[[MessageContext, M], Awaitable[None]],
+        ) -> Callable[[MessageContext, M], Awaitable[None]]:
+            if type in self.registrations:
+                raise ConfigError(f"{self.name}: a handler for {type!r} is already registered")
+            self.registrations[type] = Registration(type, fn, model, tuple(replies), topic)
+            return fn
+
+        return register
+
+    def task(self, fn: Background) -> Background:
+        """Register a background loop (decorator)."""
+        self.background.append(fn)
+        return fn
+
+    # -- derived -----------------------------------------------------------------------------
+    def router(self, mode: Mode, namespace: str) -> Router:
+        """The message handlers of this service in ``mode``."""
+        from sagakit.orchestration import Orchestrator
+
+        r = self.router_factory(mode, namespace) if self.router_factory else Router(namespace)
+        for reg in self.registrations.values():
+            model, replies = self._contract(reg)
+            r.add(reg.message_type, reg.handler, model, topic=reg.topic, replies=replies)
+        if self.orchestrates:
+            for route in (
+                Orchestrator(self.orchestrates, namespace=namespace).router().routes.values()
+            ):
+                r.add(route.message_type, route.handler, route.model)
+        return r
+
+    def message_types(self, mode: Mode) -> tuple[str, ...]:
+        """Every message type this service reads or writes: one topic each."""
+        types = [*self.router(mode, "").routes, *self.publishes]
+        for reg in self.registrations.values():
+            types += self._contract(reg)[1] or ()
+        for d in self.orchestrates:
+            types += d.message_types
+        return tuple(dict.fromkeys(types))
+
+    def topics(self, mode: Mode, namespace: str = "") -> tuple[str, ...]:
+        names = (*self.message_types(mode), DEAD_LETTERS)
+        return tuple(topic_name(namespace, t) for t in names)
+
+    def check(self, mode: Mode = Mode.ORCHESTRATION) -> None:
+        """Raise :class:`ContractError` naming every handler that does not fit its saga."""
+        problems = []
+        for reg in self.registrations.values():
+            try:
+                self._contract(reg)
+            except ContractError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ContractError(f"{self.name}: " + "; ".join(problems))
+        self.router(mode, "")  # duplicate handlers, orchestrator clashes
+
+    def _contract(self, reg: Registration) -> tuple[type[BaseModel] | None, tuple[str, ...] | None]:
+        """The model and the allowed replies of a registration, checked against the
+        definitions the service takes part in."""
+        for d in self.sagas:
+            found = d.action_for(reg.message_type)
+            if found is None:
+                continue
+            step, action = found
+            model = reg.model or action.payload
+            if action.payload is not None and model is not action.payload:
+                taken = getattr(model, "__name__", model)
+                raise ContractError(
+                    f"handler of {reg.message_type!r} takes {taken}, but saga {d.name!r}"
+                    f" (step {step.name}) sends {action.payload.__name__}"
+                )
+            allowed = d.replies_to(reg.message_type)
+            unknown = [r for r in reg.replies if r not in allowed]
+            if unknown:
+                named = ", ".join(map(repr, unknown))
+                raise ContractError(
+                    f"handler of {reg.message_type!r} declares reply {named},"
+                    f" which saga {d.name!r} does not know (step {step.name} expects"
+                    f" {', '.join(allowed)})"
+                )
+            return model, reg.replies or allowed
+        return reg.model, reg.replies or None
+
+    # -- running -----------------------------------------------------------------------------
+    def app(self, settings: Any = None, *, on_fatal: Callable[[], None] = lambda: None) -> FastAPI:
+        """This service as an ASGI app (its lifespan runs everything)."""
+        from sagakit.runtime.host import create_app
+
+        return create_app(self, settings, on_fatal=on_fatal)
+
+    def serve(self) -> None:
+        """Run this service until SIGTERM; see :func:`sagakit.runtime.host.serve`."""
+        from sagakit.runtime.host import serve
+
+        serve(self)
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r})"
+
+
+def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -> None:
+    """Check services meant to run together: each is consistent, and every command of each
+    orchestrated definition has exactly one handler among them."""
+    for s in services:
+        s.check(mode)
+    handlers: dict[str, list[str]] = {}
+    for s in services:
+        for t in s.router(mode, "").routes:
+            handlers.setdefault(t, []).append(s.name)
+    problems = []
+    for s in services:
+        for d in s.orchestrates:
+            for command in d.command_types:
+                found = handlers.get(command, [])
+                if len(found) != 1:
+                    who = " and ".join(found) or "no service"
+                    problems.append(f"{d.name}: {command!r} is handled by {who}")
+    if problems:
+        raise ContractError("; ".join(problems))

@@ -1,0 +1,62 @@
+"""Starting a saga from application code, inside the caller's own transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from sagakit.db import Connection
+from sagakit.messaging import derived_id, new_message, outbox
+from sagakit.saga import SagaDefinition
+from sagakit.topics import topic_name
+
+
+def saga_id_for(definition: SagaDefinition, key: str) -> str:
+    """The saga id an idempotency key stands for: the same key, the same saga."""
+    return str(derived_id("saga", definition.name, key))
+
+
+def start_data(definition: SagaDefinition, data: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` as the saga will hold it, validated against ``definition.data`` (raises
+    pydantic's ``ValidationError``, a ``ValueError``, when it does not fit)."""
+    body = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+    if definition.data is not None:
+        definition.data.model_validate(body)
+    return body
+
+
+async def start_saga(
+    tx: Connection,
+    definition: SagaDefinition,
+    data: BaseModel | Mapping[str, Any],
+    *,
+    saga_id: str | None = None,
+    key: str | None = None,
+    namespace: str = "",
+) -> str:
+    """Start a saga of ``definition`` if and only if ``tx`` commits, and return its id.
+
+    ``tx`` is a connection of a service (its database has the framework's outbox) inside a
+    transaction the caller opened and will commit; the start message is written to the
+    outbox there, and the orchestrator (or, in choreography, the first participant) picks it
+    up once it is published. Nothing is committed, rolled back or retried here.
+
+    The saga id is ``saga_id`` if given, else derived from the idempotency ``key`` (the same
+    key always names the same saga, and a second start with it is ignored by the
+    orchestrator), else new.
+    """
+    body = start_data(definition, data)
+    if saga_id is None:
+        saga_id = saga_id_for(definition, key) if key is not None else str(uuid.uuid4())
+    message = new_message(
+        definition.starts_on,
+        body,
+        key=saga_id,
+        topic=topic_name(namespace, definition.starts_on),
+        message_id=derived_id(saga_id, definition.starts_on),
+    )
+    await outbox.add(tx, message)
+    return saga_id
