@@ -63,7 +63,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from sagakit.fleet import run_until_stopped
+    from sagakit.dev import run_until_stopped
 
     settings = Settings.from_env()
     info = DevStack(settings).up()

@@ -19,7 +19,7 @@ def load(ref: str) -> Any:
     when it cannot be found."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
-        raise ConfigError(f"{ref!r}: expected MODULE:NAME, e.g. examples.trip.saga:TRIP")
+        raise ConfigError(f"{ref!r}: expected MODULE:NAME, e.g. myapp.sagas:TRIP")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from sagakit.config import Settings
 from sagakit.devstack import DevStack
@@ -45,7 +46,7 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(180)
 def test_embedded_stack_lifecycle(tmp_path: Path) -> None:
     home = tmp_path / "stack"
-    up = _cli(home, "dev", "up")
+    up = _cli(home, "dev", "up", "examples.shop.system:SERVICES")  # their databases and topics
     assert up.returncode == 0, up.stderr
     status = _cli(home, "dev", "status", "--json")
     assert status.returncode == 0, status.stderr
@@ -60,6 +61,13 @@ def test_embedded_stack_lifecycle(tmp_path: Path) -> None:
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
         transport = KafkaTransport(KafkaOptions(bootstrap=info["kafka_bootstrap"]))
+        admin = AIOKafkaAdminClient(bootstrap_servers=info["kafka_bootstrap"])
+        await admin.start()
+        try:
+            described = await admin.describe_topics(["inventory.reserve", DEAD_LETTERS])
+        finally:
+            await admin.close()
+        assert [len(t["partitions"]) for t in described] == [3, 3]  # declared, not auto-made
         topic = DEAD_LETTERS
         async with transport.producer() as producer:
             await producer.send_many([rec(topic, "k", "hello")])

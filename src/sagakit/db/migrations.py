@@ -1,8 +1,9 @@
 """Versioned SQL migrations, applied at service start.
 
-Each component (``messaging``, ``orders``, ...) owns a folder of ``NNNN_name.sql`` files.
-Applying is idempotent: every applied version is recorded in ``sagakit_schema_version``, and
-an advisory lock lets several processes start at once without racing.
+Each component (``messaging``, ``orchestrator``, a service's own) owns a folder of
+``NNNN_name.sql`` files. Applying is idempotent: every applied version is recorded in
+``sagakit_schema_version``, and an advisory lock lets several processes start at once
+without racing.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ class Envelope:
     """One message: routing (topic, key), identity, lineage and a JSON payload."""
 
     type: str
-    """What the message means, e.g. ``inventory.reserve``."""
+    """What the message means, e.g. ``flight.book``."""
     topic: str
     """Where it is published."""
     key: str

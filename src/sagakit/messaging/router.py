@@ -2,8 +2,8 @@
 
 router = Router()
 
-@router.handles("inventory.reserve", ReserveStock)
-async def reserve(ctx: MessageContext, cmd: ReserveStock) -> None:
+@router.handles("flight.book", BookFlight)
+async def book(ctx: MessageContext, cmd: BookFlight) -> None:
     ...  # ctx.tx is the open transaction; ctx.publish(...) writes to the outbox
 """
 

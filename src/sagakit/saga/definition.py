@@ -1,13 +1,12 @@
 """How a saga is defined: ordered steps, each a command with the replies that mean success or
 failure, the compensation that undoes it, and its policy.
 
-    ORDER_SAGA = SagaDefinition(
-        name="order",
+    TRIP = SagaDefinition(
+        name="trip",
         steps=(
-            Step("create_order", compensation=Action("order.cancel", "order.cancelled")),
-            Step("reserve_stock", Action("inventory.reserve", "inventory.reserved"),
-                 failure=("inventory.failed",),
-                 compensation=Action("inventory.release", "inventory.released")),
+            Step("book_flight", Action("flight.book", "flight.booked"),
+                 failure=("flight.unavailable",),
+                 compensation=Action("flight.cancel", "flight.cancelled")),
             ...
         ),
     )
@@ -34,9 +33,9 @@ class Action:
     """A command and the reply that acknowledges it, with the payload models of both."""
 
     command: str
-    """Message type sent, e.g. ``inventory.reserve``."""
+    """Message type sent, e.g. ``flight.book``."""
     done: str
-    """Reply type meaning success, e.g. ``inventory.reserved``."""
+    """Reply type meaning success, e.g. ``flight.booked``."""
     payload: type[Any] | None = None
     """Pydantic model of the command's payload: the handler of the command receives it
     (the saga's data: ``saga_id``, the start data and what earlier replies added)."""
