@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from sagakit import http
+
+Cents = Annotated[http.Integer, Field(ge=0), WithJsonSchema({"type": "integer", "minimum": 0})]
+"""An amount in cents: a JSON integer (``5.0`` too), never negative."""
 
 
 class OrderRef(BaseModel):
@@ -10,26 +17,26 @@ class OrderRef(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    order_id: str = Field(min_length=1)
+    order_id: http.Identifier
 
 
 class OrderDetails(OrderRef):
-    customer_id: str
-    product_id: str
-    quantity: int = Field(gt=0)
-    reason: str | None = None
+    customer_id: http.Identifier
+    product_id: http.Identifier
+    quantity: http.Integer = Field(gt=0)
+    reason: http.SafeText | None = None
     """Why the saga is compensating, when it is."""
 
 
 class Priced(OrderDetails):
-    amount_cents: int = Field(ge=0)
+    amount_cents: http.Integer = Field(ge=0)
 
 
 class Placed(OrderDetails):
     """``order.created``: the amount is known when the order service has the product's
     price (replicated from ``product.updated``); None otherwise."""
 
-    amount_cents: int | None = Field(default=None, ge=0)
+    amount_cents: Cents | None = None
 
 
 class ProductPriced(BaseModel):

@@ -21,7 +21,7 @@ from sagakit.devstack import StackInfo
 from sagakit.devstack.provision import ensure_databases, ensure_topics
 from sagakit.errors import StackError
 from sagakit.refs import load_as
-from sagakit.runtime.service import Mode, Service
+from sagakit.runtime.service import Mode, Service, check_system
 
 
 @dataclass
@@ -76,6 +76,7 @@ class Fleet:
     async def start(self, *, timeout: float = 60.0) -> None:
         s = self.settings
         services = self.declared()
+        check_system(services, self.mode)  # a command nobody handles fails here, by name
         dbs = dict.fromkeys(s.database(svc.database) for svc in services)
         await ensure_databases(self.stack.database_url, dbs)
         await ensure_topics(self.stack.kafka_bootstrap, self.topics(), s.partitions)

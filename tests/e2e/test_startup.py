@@ -39,7 +39,9 @@ async def test_a_service_waits_for_its_database(stack: StackInfo, tmp_path: Path
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "examples.shop.payment",
+            "sagakit",
+            "run",
+            "examples.shop.payment:service",
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

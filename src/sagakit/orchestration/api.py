@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, create_model
 
 from sagakit import http
 from sagakit.saga import SagaDefinition, SagaStatus
@@ -78,50 +78,10 @@ class SagaStarted(BaseModel):
 
 def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
     """The endpoints for the sagas of ``definitions``."""
-    hosted = {d.name: d for d in definitions}
     r = APIRouter(tags=["sagas"])
 
-    @r.post(
-        "/sagas/{definition}",
-        response_model=SagaStarted,
-        status_code=202,
-        operation_id="start_saga",
-        responses={
-            200: {"model": SagaStarted, "description": "Started before with this key."},
-            **http.problems(404, 503, body=True),
-            **http.links(
-                202, saga=http.link("get_saga", "the saga", saga_id="$response.body#/saga_id")
-            ),
-        },
-    )
-    async def start_saga(
-        definition: http.Identifier,
-        request: Request,
-        data: Annotated[dict[str, Any], Body(description="the saga's start data")],
-        idempotency_key: Annotated[
-            http.IdempotencyKey | None,
-            Header(description="makes a retry safe: one saga per key and definition"),
-        ] = None,
-    ) -> Any:
-        """Start a saga of ``definition`` with ``data`` (validated against its model). The
-        same ``Idempotency-Key`` names the same saga: a retry answers 200 with its id."""
-        from sagakit.orchestration import orchestrator
-        from sagakit.runtime.start import saga_id_for, start_data
-
-        found = hosted.get(definition)
-        if found is None:
-            raise HTTPException(404, f"no saga definition {definition}")
-        try:
-            body = start_data(found, data)
-        except ValidationError as exc:
-            raise http.invalid("body", definition, _first_error(exc), data) from None
-        saga_id = saga_id_for(found, idempotency_key) if idempotency_key else str(uuid.uuid4())
-        rt = _runtime(request)
-        retry = "retry with the same Idempotency-Key" if idempotency_key else "the saga may exist"
-        async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
-            created = await orchestrator(rt).begin(conn, found, saga_id, body)
-        out = SagaStarted(saga_id=saga_id, definition=found.name, created=created)
-        return JSONResponse(out.model_dump(), status_code=202 if created else 200)
+    for d in definitions:
+        _start_route(r, d)
 
     @r.get(
         "/sagas/{saga_id}",
@@ -170,7 +130,54 @@ def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
     return r
 
 
-def _first_error(exc: ValidationError) -> str:
-    e = exc.errors()[0]
-    where = ".".join(str(p) for p in e["loc"])
-    return f"{where}: {e['msg']}" if where else str(e["msg"])
+def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
+    """``POST /sagas/{name}/start``, its body typed by the definition's data model (strictly:
+    no ``"5"`` for a number), so that the OpenAPI document says what a valid start is."""
+    from sagakit.orchestration import orchestrator
+    from sagakit.runtime.start import saga_id_for, start_data
+
+    model: Any = dict[str, Any]
+    if definition.data is not None:
+        model = create_model(f"{definition.data.__name__}Start", __base__=definition.data)
+        model.model_config["strict"] = True  # the subclass's own copy
+        model.model_rebuild(force=True)
+
+    async def start(request: Request, data: Any, idempotency_key: Any = None) -> Any:
+        body = start_data(definition, data)
+        key = idempotency_key
+        saga_id = saga_id_for(definition, key) if key else str(uuid.uuid4())
+        rt = _runtime(request)
+        retry = "retry with the same Idempotency-Key" if idempotency_key else "the saga may exist"
+        async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
+            created = await orchestrator(rt).begin(conn, definition, saga_id, body)
+        out = SagaStarted(saga_id=saga_id, definition=definition.name, created=created)
+        return JSONResponse(out.model_dump(), status_code=202 if created else 200)
+
+    start.__doc__ = (
+        f"Start a ``{definition.name}`` saga with the body as its data. The same"
+        " ``Idempotency-Key`` names the same saga: a retry answers 200 with its id."
+    )
+    start.__annotations__ = {
+        "request": Request,
+        "data": Annotated[model, Body(description="the saga's start data")],
+        "idempotency_key": Annotated[
+            http.IdempotencyKey | None,
+            Header(description="makes a retry safe: one saga per key and definition"),
+        ],
+        "return": Any,
+    }
+    r.add_api_route(
+        f"/sagas/{definition.name}/start",
+        start,
+        methods=["POST"],
+        response_model=SagaStarted,
+        status_code=202,
+        operation_id=f"start_{definition.name.replace('-', '_')}_saga",
+        responses={
+            200: {"model": SagaStarted, "description": "Started before with this key."},
+            **http.problems(503, body=True),
+            **http.links(
+                202, saga=http.link("get_saga", "the saga", saga_id="$response.body#/saga_id")
+            ),
+        },
+    )

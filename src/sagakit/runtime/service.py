@@ -70,7 +70,7 @@ class Service:
     - ``sagas``: definitions whose commands this service handles: each handler is checked
       against them at start-up (payload model, reply types).
     - ``orchestrates``: definitions whose sagas this service runs (state in its database,
-      timers, ``GET /sagas``, ``POST /sagas/{definition}``).
+      timers, ``GET /sagas``, ``POST /sagas/{name}/start``).
     - ``publishes``: message types it sends besides replies (their topics are created).
     - ``router``: advanced: a function building handlers per mode and namespace.
     - ``gauges``: metric name -> SQL returning one number, read at each scrape.

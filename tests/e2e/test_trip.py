@@ -1,0 +1,273 @@
+"""The trip example end to end: its four services as processes on the session's stack, in
+a namespace of their own. Success books all three; a car that cannot be had cancels the
+hotel, then the flight; a participant that is down makes its step time out and compensate;
+the command line shows a saga's timeline; the same idempotency key starts one saga."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from examples.trip.system import SERVICES
+
+from sagakit import Service, Settings
+from sagakit.dev import Fleet, StackInfo, database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def request(car_class: str = "compact") -> dict[str, Any]:
+    return {
+        "traveller": "Ada Lovelace",
+        "origin": "LHR",
+        "destination": "LIS",
+        "depart": "2030-06-01",
+        "nights": 3,
+        "car_class": car_class,
+    }
+
+
+class Agency:
+    """A client of the trip fleet: the agency's HTTP API and each participant's database."""
+
+    def __init__(self, fleet: Fleet, client: httpx.AsyncClient) -> None:
+        self.fleet = fleet
+        self.http = client
+        self.url = fleet.url("trips")
+
+    async def start(self, data: dict[str, Any], key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return await self.http.post(f"{self.url}/sagas/trip/start", json=data, headers=headers)
+
+    async def book(self, data: dict[str, Any]) -> str:
+        r = await self.start(data)
+        assert r.status_code == 202, r.text
+        return str(r.json()["saga_id"])
+
+    async def saga(self, saga_id: str) -> dict[str, Any]:
+        r = await self.http.get(f"{self.url}/sagas/{saga_id}")
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def reaches(self, saga_id: str, *statuses: str, timeout: float = 40) -> dict[str, Any]:
+        """Wait until the saga exists and is in one of ``statuses``; return its timeline."""
+        async with asyncio.timeout(timeout):
+            while True:
+                r = await self.http.get(f"{self.url}/sagas/{saga_id}")
+                if r.status_code == 200 and r.json()["saga"]["status"] in statuses:
+                    body: dict[str, Any] = r.json()
+                    return body
+                await asyncio.sleep(0.05)
+
+    async def settled(self, saga_id: str) -> dict[str, Any]:
+        return await self.reaches(saga_id, "COMPLETED", "FAILED")
+
+    async def row(self, service: str, table: str, trip_id: str) -> dict[str, Any] | None:
+        """The participant's row for the trip, read from its own database."""
+        (svc,) = [s for s in self.fleet.declared() if s.name == service]
+        assert isinstance(svc, Service)
+        name = self.fleet.settings.database(svc.database)
+        conn = await asyncpg.connect(database_url(self.fleet.stack.database_url, name))
+        try:
+            found = await conn.fetchrow(f"SELECT * FROM {table} WHERE trip_id = $1", trip_id)
+        finally:
+            await conn.close()
+        return dict(found) if found is not None else None
+
+    async def statuses(self, trip_id: str) -> dict[str, str | None]:
+        out = {}
+        for service, table in (("flight", "flights"), ("hotel", "rooms"), ("car", "rentals")):
+            found = await self.row(service, table, trip_id)
+            out[service] = found["status"] if found else None
+        return out
+
+
+def sent(timeline: dict[str, Any]) -> list[str]:
+    """Every command the orchestrator sent for the saga, in order."""
+    return [c for entry in timeline["log"] for c in entry["commands"]]
+
+
+@pytest.fixture(scope="module")
+async def fleet(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
+    settings = Settings(
+        namespace=f"trip{uuid.uuid4().hex[:8]}", session_timeout_ms=3000, fetch_max_wait_ms=20
+    )
+    fleet = Fleet(
+        stack,
+        settings,
+        SERVICES,
+        {name: free_port() for name in SERVICES},
+        log_dir=Path(tmp_path_factory.mktemp("trip-logs")),
+    )
+    await fleet.start(timeout=90)
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture
+async def agency(fleet: Fleet) -> AsyncIterator[Agency]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Agency(fleet, client)
+
+
+async def test_a_trip_books_a_flight_a_hotel_and_a_car(agency: Agency) -> None:
+    saga_id = await agency.book(request())
+    timeline = await agency.settled(saga_id)
+    saga = timeline["saga"]
+    assert saga["status"] == "COMPLETED", timeline
+    assert sent(timeline) == ["flight.book", "hotel.book", "car.rent"]
+    short = saga_id[:8]
+    assert saga["data"]["flight_ref"] == f"FL-{short}"
+    assert saga["data"]["hotel_ref"] == f"HT-{short}"
+    assert saga["data"]["car_ref"] == f"CR-{short}"
+    assert await agency.statuses(saga_id) == {
+        "flight": "BOOKED",
+        "hotel": "BOOKED",
+        "car": "RENTED",
+    }
+    room = await agency.row("hotel", "rooms", saga_id)
+    assert room is not None
+    assert (room["check_out"] - room["check_in"]).days == 3
+
+
+async def test_no_car_cancels_the_hotel_then_the_flight(agency: Agency) -> None:
+    saga_id = await agency.book(request(car_class="limousine"))
+    timeline = await agency.settled(saga_id)
+    saga = timeline["saga"]
+    assert saga["status"] == "FAILED", timeline
+    assert saga["reason"] == "no limousine cars at LIS"
+    commands = sent(timeline)
+    assert commands == ["flight.book", "hotel.book", "car.rent", "hotel.cancel", "flight.cancel"]
+    events = [(e["event"], e["status"]) for e in timeline["log"]]
+    assert events[-3:] == [
+        ("car.unavailable", "COMPENSATING"),
+        ("hotel.cancelled", "COMPENSATING"),
+        ("flight.cancelled", "FAILED"),
+    ]
+    # Nothing stays booked; the refused car left nothing behind.
+    assert await agency.statuses(saga_id) == {
+        "flight": "CANCELLED",
+        "hotel": "CANCELLED",
+        "car": None,
+    }
+
+
+async def test_a_participant_that_is_down_times_out_and_is_compensated(
+    agency: Agency, fleet: Fleet
+) -> None:
+    fleet.kill("hotel")
+    try:
+        saga_id = await agency.book(request())
+        # book_hotel is sent twice (3 s, then 6 s) and then undone: compensations are sent
+        # until answered, so the saga waits in COMPENSATING for the hotel to come back.
+        timeline = await agency.reaches(saga_id, "COMPENSATING")
+        assert timeline["saga"]["reason"] == "book_hotel timed out"
+        assert sent(timeline) == ["flight.book", "hotel.book", "hotel.book", "hotel.cancel"]
+    finally:
+        await fleet.restart("hotel")
+    timeline = await agency.settled(saga_id)
+    assert timeline["saga"]["status"] == "FAILED", timeline
+    commands = sent(timeline)
+    assert commands.index("hotel.cancel") < commands.index("flight.cancel")
+    assert "car.rent" not in commands
+    # Whichever the hotel handled first, the late booking or the cancel, no room is held:
+    # the cancel left a tombstone that refused the booking, or cancelled the booking.
+    assert await agency.statuses(saga_id) == {
+        "flight": "CANCELLED",
+        "hotel": "CANCELLED",
+        "car": None,
+    }
+
+
+async def test_the_command_line_shows_a_saga_timeline(agency: Agency, fleet: Fleet) -> None:
+    saga_id = await agency.book(request(car_class="limousine"))
+    await agency.settled(saga_id)
+    env = {
+        **os.environ,
+        "SAGAKIT_DATABASE_URL": fleet.stack.database_url,
+        "SAGAKIT_KAFKA_BOOTSTRAP": fleet.stack.kafka_bootstrap,
+        "SAGAKIT_NAMESPACE": fleet.settings.namespace,
+    }
+
+    def sagakit(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "sagakit", *args, "--service", "examples.trip.trips:service"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    shown = await asyncio.to_thread(sagakit, "sagas", "show", saga_id)
+    lines = shown.splitlines()
+    assert lines[0] == f"saga {saga_id} (trip)"
+    assert "FAILED (no limousine cars at LIS)" in lines[1]
+    assert "timeline" in shown
+    timeline = [line for line in lines if " ms " in line]
+    assert len(timeline) == 6, shown
+    assert "on start -> flight.book" in timeline[0]
+    assert "on car.unavailable -> hotel.cancel" in timeline[3]
+    assert "on hotel.cancelled -> flight.cancel" in timeline[4]
+    listed = await asyncio.to_thread(sagakit, "sagas", "list")
+    assert saga_id in listed
+
+
+async def test_the_same_idempotency_key_starts_one_saga(agency: Agency) -> None:
+    key = f"k-{uuid.uuid4().hex}"
+    first = await agency.start(request(), key=key)
+    again = await agency.start(request(), key=key)
+    assert (first.status_code, again.status_code) == (202, 200), (first.text, again.text)
+    assert first.json()["saga_id"] == again.json()["saga_id"]
+    assert (first.json()["created"], again.json()["created"]) == (True, False)
+    timeline = await agency.settled(first.json()["saga_id"])
+    assert timeline["saga"]["status"] == "COMPLETED"
+    assert sent(timeline) == ["flight.book", "hotel.book", "car.rent"]
+
+
+async def test_starting_from_application_code_is_idempotent(agency: Agency) -> None:
+    """POST /trips starts the saga inside the agency's own transaction (start_saga)."""
+    key = f"k-{uuid.uuid4().hex}"
+    ids = []
+    for _ in range(2):
+        r = await agency.http.post(
+            f"{agency.url}/trips", json=request(), headers={"Idempotency-Key": key}
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["saga_id"])
+    assert ids[0] == ids[1]
+    timeline = await agency.settled(ids[0])
+    assert timeline["saga"]["status"] == "COMPLETED"
+    assert [e["event"] for e in timeline["log"]].count("start") == 1
+    assert sent(timeline) == ["flight.book", "hotel.book", "car.rent"]
+    # The key names the same saga whichever way it is started.
+    r = await agency.start(request(), key=key)
+    assert (r.status_code, r.json()["saga_id"]) == (200, ids[0])
+    # A start that does not fit the saga's data model is refused before anything is written.
+    bad = await agency.http.post(
+        f"{agency.url}/trips", json={**request(), "nights": 0}, headers={"Idempotency-Key": key}
+    )
+    assert bad.status_code == 422

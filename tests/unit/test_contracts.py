@@ -1,0 +1,105 @@
+"""Contracts are checked before anything runs: a handler that declares a reply its saga does
+not know, or a command no service handles, is an error naming it; and at run time a handler
+cannot send a reply it did not declare."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from examples.trip import car, flight, hotel, trips
+from examples.trip.saga import TRIP, Trip
+
+from sagakit import ContractError, MessageContext, MessageError, Mode, Service, check_system, new_message
+
+
+def test_the_trip_system_is_consistent() -> None:
+    check_system([flight.service, hotel.service, car.service, trips.service])
+
+
+def test_a_misspelled_reply_type_is_named() -> None:
+    svc = Service("flight", sagas=[TRIP])
+
+    @svc.handles("flight.book", replies=("flight.booked", "flight.unavailible"))
+    async def book(ctx: MessageContext, trip: Trip) -> None: ...
+
+    with pytest.raises(ContractError) as err:
+        svc.check()
+    message = str(err.value)
+    assert "'flight.unavailible'" in message
+    assert "flight.book" in message
+    assert "flight.unavailable" in message  # what the saga expects instead
+
+
+def test_a_handler_taking_the_wrong_model_is_named() -> None:
+    svc = Service("hotel", sagas=[TRIP])
+
+    @svc.handles("hotel.book", dict)  # type: ignore[type-var]
+    async def book(ctx: MessageContext, trip: Any) -> None: ...
+
+    with pytest.raises(ContractError, match=r"'hotel.book' takes dict.* sends Trip"):
+        svc.check()
+
+
+def test_a_command_nobody_handles_is_named() -> None:
+    with pytest.raises(ContractError) as err:
+        check_system([flight.service, hotel.service, trips.service])  # no car service
+    message = str(err.value)
+    assert "'car.rent' is handled by no service" in message
+    assert "'car.cancel' is handled by no service" in message
+    assert "flight" not in message
+
+
+def test_a_command_handled_twice_is_named() -> None:
+    twin = Service("flight-twin", sagas=[TRIP])
+
+    @twin.handles("flight.cancel")
+    async def cancel(ctx: MessageContext, ref: Any) -> None: ...
+
+    with pytest.raises(ContractError, match="'flight.cancel' is handled by flight and flight-twin"):
+        check_system([flight.service, twin, hotel.service, car.service, trips.service])
+
+
+def _context(svc: Service, command: str) -> tuple[MessageContext, Any]:
+    """The context and parsed payload the runtime would give the handler of ``command``."""
+    route = svc.router(Mode.ORCHESTRATION, "").routes[command]
+    payload = {
+        "saga_id": "s-1",
+        "traveller": "Ada",
+        "origin": "LHR",
+        "destination": "LIS",
+        "depart": "2030-06-01",
+        "nights": 3,
+    }
+    envelope = new_message(command, payload, key="s-1")
+    ctx = MessageContext(envelope, tx=None, group="g", replies=route.replies)  # type: ignore[arg-type]
+    return ctx, route.parse(envelope)
+
+
+async def test_reply_of_an_undeclared_type_raises() -> None:
+    svc = Service("flight", sagas=[TRIP])
+
+    @svc.handles("flight.book", replies=("flight.booked",))
+    async def book(ctx: MessageContext, trip: Trip) -> None:
+        await ctx.reply("flight.unavailable", {"reason": "full"})
+
+    ctx, trip = _context(svc, "flight.book")
+    with pytest.raises(MessageError, match=r"'flight.unavailable' is not a reply to it"):
+        await book(ctx, trip)
+    assert ctx.outgoing == []
+
+
+async def test_reply_of_another_steps_type_raises_without_declared_replies() -> None:
+    """With no ``replies=``, a handler may send what the saga expects of its command."""
+    svc = Service("flight", sagas=[TRIP])
+
+    @svc.handles("flight.book")
+    async def book(ctx: MessageContext, trip: Trip) -> None:
+        await ctx.reply("flight.cancelled")
+
+    ctx, trip = _context(svc, "flight.book")
+    assert isinstance(trip, Trip)
+    with pytest.raises(MessageError, match="expected flight.booked, flight.unavailable"):
+        await book(ctx, trip)
+    await ctx.reply("flight.booked", {"flight_ref": "FL-1"})
+    assert [m.type for m in ctx.outgoing] == ["flight.booked"]
