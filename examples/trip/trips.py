@@ -1,5 +1,5 @@
-"""The agency: orchestrates trip sagas (their state, timers, ``POST /sagas/trip``,
-``GET /sagas/{id}`` come with the framework), and starts trips from its own code."""
+"""The agency: orchestrates trip sagas (their state, the timers, ``POST /sagas/trip/start``
+and ``GET /sagas/{id}`` come with the framework), and starts trips from its own code."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sagakit import Runtime, Service, http
 service = Service("trips", database="trip_agency", orchestrates=[TRIP])
 
 
-@service.routes.post("/trips", status_code=202)
+@service.routes.post("/trips", status_code=202, responses=http.problems(503, body=True))
 async def book_trip(
     trip: TripRequest,
     request: Request,

@@ -223,6 +223,15 @@ def _run(args: argparse.Namespace) -> int:
     from sagakit.runtime.host import serve
 
     service = _service(args.service)
+    if args.port is not None:
+        os.environ["SAGAKIT_PORT"] = str(args.port)
+    settings = Settings.from_env()
+    if not (settings.database_url and settings.kafka_bootstrap):  # the running dev stack's
+        server, bootstrap = _endpoints(settings)
+        os.environ["SAGAKIT_DATABASE_URL"], os.environ["SAGAKIT_KAFKA_BOOTSTRAP"] = (
+            server,
+            bootstrap,
+        )
     service.check(Mode(os.environ.get("SAGAKIT_MODE") or Mode.ORCHESTRATION))
     serve(service)
     return 0
@@ -281,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a service: sagakit run MODULE:NAME")
     run.add_argument("service", help="MODULE:NAME of a Service")
+    run.add_argument("--port", type=int, help="HTTP port (default: SAGAKIT_PORT)")
     run.set_defaults(func=_run)
 
     up = sub.add_parser("up", help="start the dev stack and services; Ctrl-C stops them")

@@ -10,7 +10,15 @@ import pytest
 from examples.trip import car, flight, hotel, trips
 from examples.trip.saga import TRIP, Trip
 
-from sagakit import ContractError, MessageContext, MessageError, Mode, Service, check_system, new_message
+from sagakit import (
+    ContractError,
+    MessageContext,
+    MessageError,
+    Mode,
+    Service,
+    check_system,
+    new_message,
+)
 
 
 def test_the_trip_system_is_consistent() -> None:
@@ -37,7 +45,7 @@ def test_a_handler_taking_the_wrong_model_is_named() -> None:
     @svc.handles("hotel.book", dict)  # type: ignore[type-var]
     async def book(ctx: MessageContext, trip: Any) -> None: ...
 
-    with pytest.raises(ContractError, match=r"'hotel.book' takes dict.* sends Trip"):
+    with pytest.raises(ContractError, match=r"'hotel\.book' takes dict.* sends Trip"):
         svc.check()
 
 
@@ -56,7 +64,7 @@ def test_a_command_handled_twice_is_named() -> None:
     @twin.handles("flight.cancel")
     async def cancel(ctx: MessageContext, ref: Any) -> None: ...
 
-    with pytest.raises(ContractError, match="'flight.cancel' is handled by flight and flight-twin"):
+    with pytest.raises(ContractError, match=r"'flight\.cancel' is handled by flight and flight-"):
         check_system([flight.service, twin, hotel.service, car.service, trips.service])
 
 
@@ -84,7 +92,7 @@ async def test_reply_of_an_undeclared_type_raises() -> None:
         await ctx.reply("flight.unavailable", {"reason": "full"})
 
     ctx, trip = _context(svc, "flight.book")
-    with pytest.raises(MessageError, match=r"'flight.unavailable' is not a reply to it"):
+    with pytest.raises(MessageError, match=r"'flight\.unavailable' is not a reply to it"):
         await book(ctx, trip)
     assert ctx.outgoing == []
 
@@ -99,7 +107,7 @@ async def test_reply_of_another_steps_type_raises_without_declared_replies() -> 
 
     ctx, trip = _context(svc, "flight.book")
     assert isinstance(trip, Trip)
-    with pytest.raises(MessageError, match="expected flight.booked, flight.unavailable"):
+    with pytest.raises(MessageError, match=r"expected flight\.booked, flight\.unavailable"):
         await book(ctx, trip)
     await ctx.reply("flight.booked", {"flight_ref": "FL-1"})
     assert [m.type for m in ctx.outgoing] == ["flight.booked"]

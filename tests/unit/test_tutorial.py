@@ -61,7 +61,8 @@ def test_sagakit_commands_exist() -> None:
     assert len(lines) >= 3
     parser = build_parser()
     for args in [*lines, *(line.split()[1:] for line in inline)]:
-        parser.parse_args([re.sub(r"^<.*>$", "x", word) for word in args])  # exits (fails the test) on an unknown command
+        # placeholders such as <saga_id> stand for any value; an unknown command exits
+        parser.parse_args([re.sub(r"^<.*>$", "x", word) for word in args])
 
 
 def test_http_calls_name_served_endpoints_with_valid_bodies() -> None:

@@ -72,7 +72,9 @@ class MessageContext:
         self, type: str, payload: BaseModel | Mapping[str, Any] | None = None
     ) -> Envelope:
         """Answer the command being handled. A type the saga does not expect is refused
-        here (the message is dead-lettered with the reason) rather than left to time out."""
+        here: the command is dead-lettered with the reason, where an operator sees it at
+        once (the saga itself goes on to its step timeout), instead of a reply that no
+        one reads."""
         if self.replies is not None and type not in self.replies:
             raise MessageError(
                 f"{self.envelope.type}: {type!r} is not a reply to it"

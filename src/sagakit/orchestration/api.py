@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ValidationError, create_model
 
 from sagakit import http
 from sagakit.saga import SagaDefinition, SagaStatus
@@ -137,12 +138,24 @@ def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
     from sagakit.runtime.start import saga_id_for, start_data
 
     model: Any = dict[str, Any]
+    strict: Any = None
     if definition.data is not None:
         model = create_model(f"{definition.data.__name__}Start", __base__=definition.data)
-        model.model_config["strict"] = True  # the subclass's own copy
-        model.model_rebuild(force=True)
+        strict = create_model(f"{definition.data.__name__}Strict", __base__=definition.data)
+        strict.model_config["strict"] = True  # the subclass's own copy
+        strict.model_rebuild(force=True)
 
     async def start(request: Request, data: Any, idempotency_key: Any = None) -> Any:
+        if strict is not None:
+            # FastAPI validates the parsed body as Python objects, where strict mode refuses
+            # a date or a UUID written as a JSON string; JSON mode takes those, and no "5".
+            try:
+                strict.model_validate_json(await request.body())
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False)
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", *e["loc"])} for e in errors]
+                ) from None
         body = start_data(definition, data)
         key = idempotency_key
         saga_id = saga_id_for(definition, key) if key else str(uuid.uuid4())
