@@ -176,6 +176,8 @@ def _sagas(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     server, _ = _endpoints(settings)
     service = _service(args.service)
+    if not service.orchestrates:
+        raise SagakitError(f"{service.name} orchestrates no saga: name the service that does")
     url = _service_db(settings, server, args.service)
 
     async def run() -> int:
@@ -255,7 +257,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _refs(refs: Sequence[str]) -> list[str]:
-    """Each ``MODULE:NAME`` naming one service, with collections expanded to their items."""
+    """Each ``MODULE:NAME`` naming one service, with collections of references (a dict's
+    values, a list's items: ``MODULE:NAME`` strings) expanded."""
     from sagakit.refs import load
 
     out = []
@@ -263,10 +266,18 @@ def _refs(refs: Sequence[str]) -> list[str]:
         obj = load(ref)
         if isinstance(obj, Service):
             out.append(ref)
-        elif isinstance(obj, dict):
-            out += [str(v) for v in obj.values()]
-        else:
-            raise SagakitError(f"{ref!r} is a {type(obj).__name__}, not a Service")
+            continue
+        items = (
+            list(obj.values() if isinstance(obj, dict) else obj)
+            if isinstance(obj, dict | list | tuple)
+            else None
+        )
+        if items is None or not all(isinstance(i, str) for i in items):
+            raise SagakitError(
+                f"{ref!r} is a {type(obj).__name__}: name a Service, or a dict or list of"
+                " MODULE:NAME strings (each service runs as a process started from its name)"
+            )
+        out += _refs(items)
     return out
 
 

@@ -52,6 +52,8 @@ class Settings:
     """Folder for the embedded stack's data, logs and state file."""
     partitions: int = 3
     """Partition count of every topic the stack creates."""
+    replication_factor: int = 1
+    """Replication factor of every topic created (3 on a production cluster is usual)."""
     databases: tuple[str, ...] = DEFAULT_DATABASES
     """Extra databases ``sagakit dev up`` creates (each service creates its own at start-up
     when it may, and ``dev up MODULE:NAME`` those of the services named)."""
@@ -90,6 +92,7 @@ class Settings:
             kafka_bootstrap=env.get("SAGAKIT_KAFKA_BOOTSTRAP") or None,
             home=Path(env.get("SAGAKIT_HOME") or ".sagakit"),
             partitions=_int(env, "SAGAKIT_PARTITIONS", 3, minimum=1),
+            replication_factor=_int(env, "SAGAKIT_REPLICATION_FACTOR", 1, minimum=1),
             databases=_names(env, "SAGAKIT_DATABASES", DEFAULT_DATABASES),
             fetch_max_wait_ms=_int(env, "SAGAKIT_FETCH_MAX_WAIT_MS", 20, minimum=1),
             session_timeout_ms=_int(env, "SAGAKIT_SESSION_TIMEOUT_MS", 6000, minimum=1000),

@@ -79,7 +79,12 @@ class Fleet:
         check_system(services, self.mode)  # a command nobody handles fails here, by name
         dbs = dict.fromkeys(s.database(svc.database) for svc in services)
         await ensure_databases(self.stack.database_url, dbs)
-        await ensure_topics(self.stack.kafka_bootstrap, self.topics(), s.partitions)
+        await ensure_topics(
+            self.stack.kafka_bootstrap,
+            self.topics(),
+            s.partitions,
+            replication_factor=s.replication_factor,
+        )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for name in self.processes:

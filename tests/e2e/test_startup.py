@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from sagakit.devstack import StackInfo, postgres
 from sagakit.devstack.processes import free_port
@@ -66,3 +67,40 @@ async def test_a_service_waits_for_its_database(stack: StackInfo, tmp_path: Path
         await asyncio.wait_for(proc.wait(), 20)
         await asyncio.to_thread(postgres.stop, data)
         await asyncio.to_thread(postgres.wipe, data)
+
+
+@pytest.mark.parametrize(
+    ("ref", "named"),
+    [
+        ("tests.e2e.misfit:service", ["'flight.unavailible'", "flight.book"]),
+        ("tests.e2e.misfit:broken_tables", ["broken", "TABLEE"]),
+    ],
+)
+async def test_a_service_that_cannot_start_says_why_in_one_line(
+    stack: StackInfo, ref: str, named: list[str]
+) -> None:
+    """A handler that does not fit its saga (found before anything starts) and a failure
+    while starting (its tables) both end the process with one line naming the problem."""
+    env = {
+        **os.environ,
+        "SAGAKIT_DATABASE_URL": stack.database_url,
+        "SAGAKIT_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "SAGAKIT_PORT": str(free_port()),
+    }
+    env.pop("SAGAKIT_DEBUG", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sagakit",
+        "run",
+        ref,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode not in (0, None), text
+    assert "Traceback" not in text, text
+    lines = [ln for ln in text.splitlines() if all(n in ln for n in named)]
+    assert len(lines) == 1, text

@@ -250,8 +250,12 @@ async def test_the_same_idempotency_key_starts_one_saga(agency: Agency) -> None:
     assert (first.status_code, again.status_code) == (202, 200), (first.text, again.text)
     assert first.json()["saga_id"] == again.json()["saga_id"]
     assert (first.json()["created"], again.json()["created"]) == (True, False)
+    reused = await agency.start({**request(), "nights": 9}, key=key)
+    assert reused.status_code == 409, reused.text
+    assert "other data" in reused.json()["detail"]
     timeline = await agency.settled(first.json()["saga_id"])
     assert timeline["saga"]["status"] == "COMPLETED"
+    assert timeline["saga"]["data"]["nights"] == request()["nights"]
     # The body is checked against the saga's data model as JSON, strictly: a date is a
     # string, but a number is not.
     bad = await agency.start({**request(), "nights": "3"}, key=f"k-{uuid.uuid4().hex}")

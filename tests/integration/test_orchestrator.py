@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -157,6 +158,45 @@ async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
     assert (await commands(pool))[-1] == ("inventory.reserve", broken)
     row = await pool.fetchrow("SELECT parked, attempt FROM sagas WHERE saga_id = $1", broken)
     assert row["parked"] is None and row["attempt"] == 2, "a new attempt: a new message id"
+    await pool.close()
+
+
+async def test_sagas_of_a_definition_hosted_elsewhere_are_left_alone(fresh_db: str) -> None:
+    """Two orchestrators sharing one database: each fires only its own definitions' timers
+    and takes only its own sagas' replies (a reply for the other's saga is noted, not
+    acted on and not parked)."""
+    clock = Clock()
+    orch = Orchestrator([ORDER_SAGA], clock=clock)
+    other = Orchestrator([replace(ORDER_SAGA, name="other", starts_on="other.start")], clock=clock)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    [saga_id] = await start_sagas(pool, orch, 1)
+    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    assert await other.fire_timers(pool) == 0
+    env = new_message("inventory.reserved", {"order_id": saga_id}, key=saga_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await other.on_reply(MessageContext(env, conn, "other"), env.payload)
+    row = await pool.fetchrow("SELECT parked, version FROM sagas WHERE saga_id = $1", saga_id)
+    assert row["parked"] is None and row["version"] == 1
+    last = await pool.fetchrow("SELECT event, note FROM saga_log ORDER BY id DESC LIMIT 1")
+    assert (last["event"], last["note"]) == ("inventory.reserved", "ignored: not hosted")
+    assert await orch.fire_timers(pool) == 1
+    await pool.close()
+
+
+async def test_a_second_start_with_other_data_is_noted_and_ignored(fresh_db: str) -> None:
+    orch = Orchestrator([ORDER_SAGA], clock=Clock())
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    [saga_id] = await start_sagas(pool, orch, 1)
+    await start_sagas(pool, orch, 1)  # the same start again: a duplicate, nothing noted
+    env = new_message("order.created", {"order_id": saga_id, "qty": 2}, key=saga_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await orch.on_start(MessageContext(env, conn, "orchestrator"), env.payload)
+    log = await pool.fetch("SELECT event, note FROM saga_log WHERE saga_id = $1", saga_id)
+    assert [(e["event"], e["note"]) for e in log][1:] == [
+        ("order.created", "ignored: other start data")
+    ]
+    data = await pool.fetchval("SELECT data FROM sagas WHERE saga_id = $1", saga_id)
+    assert "qty" not in data
     await pool.close()
 
 

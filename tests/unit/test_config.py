@@ -9,7 +9,7 @@ from sagakit.errors import ConfigError
 def test_defaults() -> None:
     s = Settings.from_env({})
     assert s.database_url is None and s.kafka_bootstrap is None
-    assert s.partitions == 3 and s.home == Path(".sagakit")
+    assert s.partitions == 3 and s.replication_factor == 1 and s.home == Path(".sagakit")
     assert s.databases == ()
 
 
@@ -22,6 +22,9 @@ def test_values_are_read_and_checked() -> None:
         Settings.from_env({"SAGAKIT_PARTITIONS": "0"})
     with pytest.raises(ConfigError, match="identifier"):
         Settings.from_env({"SAGAKIT_DATABASES": "x; DROP"})
+    assert Settings.from_env({"SAGAKIT_REPLICATION_FACTOR": "3"}).replication_factor == 3
+    with pytest.raises(ConfigError, match="SAGAKIT_REPLICATION_FACTOR=0 must be >= 1"):
+        Settings.from_env({"SAGAKIT_REPLICATION_FACTOR": "0"})
 
 
 def test_database_url_swaps_the_database() -> None:

@@ -11,9 +11,11 @@ from examples.trip import car, flight, hotel, trips
 from examples.trip.saga import TRIP, Trip
 
 from sagakit import (
+    ConfigError,
     ContractError,
     MessageContext,
     MessageError,
+    MigrationSet,
     Mode,
     Service,
     check_system,
@@ -111,3 +113,14 @@ async def test_reply_of_another_steps_type_raises_without_declared_replies() -> 
         await book(ctx, trip)
     await ctx.reply("flight.booked", {"flight_ref": "FL-1"})
     assert [m.type for m in ctx.outgoing] == ["flight.booked"]
+
+
+def test_a_saga_orchestrated_by_two_services_is_named() -> None:
+    twin = Service("trips-twin", orchestrates=[TRIP])
+    with pytest.raises(ContractError, match=r"trip: orchestrated by trips and trips-twin"):
+        check_system([flight.service, hotel.service, car.service, trips.service, twin])
+
+
+def test_the_frameworks_migration_components_are_reserved() -> None:
+    with pytest.raises(ConfigError, match="'orchestrator' is the framework's"):
+        Service("orchestrator", migrations=MigrationSet("orchestrator", ()))

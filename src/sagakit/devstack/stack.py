@@ -143,6 +143,7 @@ class DevStack:
                     info.kafka_bootstrap,
                     (*topics, topic_name(s.namespace, DEAD_LETTERS)),
                     s.partitions,
+                    replication_factor=s.replication_factor,
                 ),
                 limit,
             )

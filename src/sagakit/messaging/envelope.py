@@ -26,7 +26,7 @@ class Envelope:
     topic: str
     """Where it is published."""
     key: str
-    """Partitioning key: the saga (or order) id, so one saga's messages stay in order."""
+    """Partitioning key: the saga id, so one saga's messages stay in order."""
     payload: Mapping[str, Any]
     """The body, validated against the type's model by the receiving handler."""
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError, create_model
 
 from sagakit import http
+from sagakit.orchestration import store
 from sagakit.saga import SagaDefinition, SagaStatus
 
 if TYPE_CHECKING:
@@ -163,12 +164,15 @@ def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
         retry = "retry with the same Idempotency-Key" if idempotency_key else "the saga may exist"
         async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
             created = await orchestrator(rt).begin(conn, definition, saga_id, body)
+            if not created and not await store.started_with(conn, saga_id, body):
+                raise HTTPException(409, "this Idempotency-Key started a saga with other data")
         out = SagaStarted(saga_id=saga_id, definition=definition.name, created=created)
         return JSONResponse(out.model_dump(), status_code=202 if created else 200)
 
     start.__doc__ = (
         f"Start a ``{definition.name}`` saga with the body as its data. The same"
-        " ``Idempotency-Key`` names the same saga: a retry answers 200 with its id."
+        " ``Idempotency-Key`` names the same saga: a retry answers 200 with its id, and a"
+        " start with the same key but other data 409."
     )
     start.__annotations__ = {
         "request": Request,
@@ -188,7 +192,7 @@ def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
         operation_id=f"start_{definition.name.replace('-', '_')}_saga",
         responses={
             200: {"model": SagaStarted, "description": "Started before with this key."},
-            **http.problems(503, body=True),
+            **http.problems(409, 503, body=True),
             **http.links(
                 202, saga=http.link("get_saga", "the saga", saga_id="$response.body#/saga_id")
             ),

@@ -81,7 +81,15 @@ class Orchestrator:
         saga_id = env.correlation_id or env.key
         if not saga_id:
             raise MessageError(f"{env.type}: no saga id (neither correlation id nor key)")
-        await self.begin(ctx.tx, definition, saga_id, env.payload, cause=env.message_id, out=ctx)
+        payload = env.payload
+        if await self.begin(ctx.tx, definition, saga_id, payload, cause=env.message_id, out=ctx):
+            return
+        state = await store.load(ctx.tx, saga_id)
+        if state is not None and not store.holds(state.data, payload):
+            # One id, two starts with different data (a key reused): the first one stands.
+            log.warning("%s for saga %s with other data ignored", env.type, saga_id)
+            step = _step_name(definition, state)
+            await store.note(ctx.tx, saga_id, step, env.type, "ignored: other start data")
 
     async def begin(
         self,
@@ -124,7 +132,11 @@ class Orchestrator:
             await store.note(ctx.tx, saga_id, step, env.type, "ignored: parked")
             return
         if definition is None:
-            await self._park(ctx.tx, None, state, f"definition {state.definition!r} not hosted")
+            # Another process sharing this database may run it; leave it to that one.
+            log.warning(
+                "reply %s for saga %s of unhosted %s ignored", env.type, saga_id, state.definition
+            )
+            await store.note(ctx.tx, saga_id, f"#{state.step}", env.type, "ignored: not hosted")
             return
         _validate(definition, env.type, env.payload)
         try:
@@ -145,7 +157,7 @@ class Orchestrator:
         left for the next round, and the rest go on. An outage fails the round."""
         now = self.clock()
         async with transaction(pool) as conn:
-            rows = await store.due(conn, now, limit)
+            rows = await store.due(conn, now, limit, list(self.definitions))
             out: list[Envelope] = []
             for row in rows:
                 try:

@@ -4,9 +4,10 @@ concurrency), and a log of every transition."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 
@@ -105,6 +106,18 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     return s.evolve(version=version)
 
 
+def holds(saga_data: Mapping[str, Any], start: Mapping[str, Any]) -> bool:
+    """Whether a saga's data holds the ``start`` data unchanged (a saga's data only grows
+    with its replies' fields: a start retried with the same data finds each field as it was)."""
+    return all(k in saga_data and saga_data[k] == v for k, v in start.items())
+
+
+async def started_with(tx: Connection, saga_id: str, data: Mapping[str, Any]) -> bool:
+    """Whether saga ``saga_id`` exists and :func:`holds` ``data``."""
+    held = await tx.fetchval("SELECT data FROM sagas WHERE saga_id = $1", saga_id)
+    return held is not None and holds(json.loads(held), data)
+
+
 async def parked_reason(tx: Connection, saga_id: str) -> str | None:
     """Why the saga is parked, or None if it is not."""
     reason: str | None = await tx.fetchval("SELECT parked FROM sagas WHERE saga_id = $1", saga_id)
@@ -163,16 +176,19 @@ async def prune(tx: Connection, older_than: timedelta, batch: int = 1000) -> int
     return removed
 
 
-async def due(tx: Connection, now: float, limit: int) -> list[asyncpg.Record]:
-    """Rows of sagas whose timer fired, locked for this transaction; rows another replica
-    holds are skipped. Rows, not states: the caller converts each on its own, so that one
-    row this build cannot read is parked instead of failing them all."""
+async def due(
+    tx: Connection, now: float, limit: int, definitions: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Rows of sagas of ``definitions`` whose timer fired, locked for this transaction; rows
+    another replica holds are skipped. Rows, not states: the caller converts each on its
+    own, so that one row this build cannot read is parked instead of failing them all."""
     return list(
         await tx.fetch(
-            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
-            " FOR UPDATE SKIP LOCKED",
+            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 AND definition = ANY($3::text[])"
+            " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             now,
             limit,
+            list(definitions),
         )
     )
 

@@ -26,7 +26,7 @@ from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
 from sagakit.db.pool import Connection, redact
 from sagakit.devstack.provision import ensure_databases
-from sagakit.errors import ConfigError, TransientError
+from sagakit.errors import ConfigError, SagakitError, TransientError
 from sagakit.messaging import (
     ConsumerOptions,
     ConsumerRuntime,
@@ -123,6 +123,20 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            rt = await _start(app)
+        except Exception as exc:
+            app.state.startup_error = exc  # serve() reports it in one line
+            raise
+        try:
+            yield
+        finally:
+            rt.supervisor.stop.set()
+            await rt.supervisor.wait()
+            await rt.producer.stop()
+            await rt.pool.close()
+
+    async def _start(app: FastAPI) -> Runtime:
         if not settings.database_url or not settings.kafka_bootstrap:
             raise ConfigError("SAGAKIT_DATABASE_URL and SAGAKIT_KAFKA_BOOTSTRAP must be set")
         mode = mode_from_env()
@@ -139,7 +153,11 @@ def create_app(
         async with pool.acquire() as conn:
             await migrate(conn, *sets)
         await ensure_topics(
-            settings.kafka_bootstrap, spec.topics(mode, settings.namespace), settings.partitions
+            settings.kafka_bootstrap,
+            spec.topics(mode, settings.namespace),
+            settings.partitions,
+            replication_factor=settings.replication_factor,
+            wait=60.0,  # the broker may be starting with us
         )
         transport = KafkaTransport(
             KafkaOptions(
@@ -176,13 +194,7 @@ def create_app(
         for loop in [*spec.background, *(orchestration.LOOPS if spec.orchestrates else ())]:
             supervisor.start(loop.__name__, functools.partial(loop, rt))
         log.info("%s up (%s mode, database %s)", spec.name, mode, redact(url))
-        try:
-            yield
-        finally:
-            stop.set()
-            await supervisor.wait()
-            await producer.stop()
-            await pool.close()
+        return rt
 
     app = FastAPI(title=f"sagakit {spec.name} service", lifespan=lifespan)
     app.include_router(spec.routes)
@@ -318,10 +330,34 @@ def serve(spec: Service) -> None:
             access_log=False,
         )
     )
-    server.run()
+    if not os.environ.get("SAGAKIT_DEBUG"):  # the one line below says it; no traceback
+        logging.getLogger("uvicorn.error").addFilter(_NoStartupTraceback())
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's exit after a failed start-up
+        if getattr(app.state, "startup_error", None) is None:
+            raise
+    failed: BaseException | None = getattr(app.state, "startup_error", None)
+    if failed is not None:
+        log.critical("%s did not start: %s", spec.name, redact(_one_line(failed)))
+        sys.exit(1)
     rt: Runtime | None = getattr(app.state, "runtime", None)
     if rt is not None and rt.fatal is not None:
         log.critical("%s stopped: %s", spec.name, rt.fatal)
         sys.exit(70)
     if not server.started:
         sys.exit(1)
+
+
+class _NoStartupTraceback(logging.Filter):
+    """Drops uvicorn's report of a failed lifespan start-up (a traceback, then "Application
+    startup failed"): ``serve`` says what failed in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Traceback") or text.startswith("Application startup failed"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, SagakitError) else f"{type(exc).__name__}: {text}"

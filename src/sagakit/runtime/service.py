@@ -42,6 +42,10 @@ Background = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
 """A loop run beside the consumer until the event is set (supervised: restarted on failure)."""
 
 
+RESERVED_COMPONENTS = ("messaging", "orchestrator")
+"""Migration components of the framework's own tables."""
+
+
 class Mode(StrEnum):
     ORCHESTRATION = "orchestration"
     CHOREOGRAPHY = "choreography"
@@ -96,6 +100,11 @@ class Service:
         self.database = database or name.replace("-", "_")
         if isinstance(migrations, str):
             migrations = MigrationSet.from_package(name, migrations)
+        if migrations is not None and migrations.component in RESERVED_COMPONENTS:
+            raise ConfigError(
+                f"{name}: migration component {migrations.component!r} is the framework's;"
+                " pass MigrationSet.from_package(<another name>, package)"
+            )
         self.migrations = migrations
         self.sagas = tuple(sagas)
         self.orchestrates = tuple(orchestrates)
@@ -165,8 +174,10 @@ class Service:
         return tuple(dict.fromkeys(types))
 
     def topics(self, mode: Mode, namespace: str = "") -> tuple[str, ...]:
+        """The topics this service reads (a handler's own ``topic=`` included) and writes."""
+        read = self.router(mode, namespace).topics
         names = (*self.message_types(mode), DEAD_LETTERS)
-        return tuple(topic_name(namespace, t) for t in names)
+        return tuple(dict.fromkeys([*read, *(topic_name(namespace, t) for t in names)]))
 
     def check(self, mode: Mode = Mode.ORCHESTRATION) -> None:
         """Raise :class:`ContractError` naming every handler that does not fit its saga."""
@@ -234,6 +245,13 @@ def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -
         for t in s.router(mode, "").routes:
             handlers.setdefault(t, []).append(s.name)
     problems = []
+    runners: dict[str, list[str]] = {}
+    for s in services:
+        for d in s.orchestrates:
+            runners.setdefault(d.name, []).append(s.name)
+    for name, names in runners.items():
+        if len(names) > 1:
+            problems.append(f"{name}: orchestrated by {' and '.join(names)} (one service runs it)")
     for s in services:
         for d in s.orchestrates:
             for command in d.command_types:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sagakit.config import Settings
 from sagakit.db import Connection
 from sagakit.messaging import derived_id, new_message, outbox
 from sagakit.saga import SagaDefinition
@@ -22,9 +23,14 @@ def saga_id_for(definition: SagaDefinition, key: str) -> str:
 def start_data(definition: SagaDefinition, data: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     """``data`` as the saga will hold it, validated against ``definition.data`` (raises
     pydantic's ``ValidationError``, a ``ValueError``, when it does not fit)."""
-    body = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+    if isinstance(data, BaseModel):
+        body = data.model_dump(mode="json", by_alias=True)
+    else:
+        body = dict(data)
     if definition.data is not None:
-        definition.data.model_validate(body)
+        # As the model reads it (defaults filled in, values in their JSON form), so that the
+        # saga's data is the same however the caller wrote it.
+        body = definition.data.model_validate(body).model_dump(mode="json", by_alias=True)
     return body
 
 
@@ -35,7 +41,7 @@ async def start_saga(
     *,
     saga_id: str | None = None,
     key: str | None = None,
-    namespace: str = "",
+    namespace: str | None = None,
 ) -> str:
     """Start a saga of ``definition`` if and only if ``tx`` commits, and return its id.
 
@@ -46,9 +52,14 @@ async def start_saga(
 
     The saga id is ``saga_id`` if given, else derived from the idempotency ``key`` (the same
     key always names the same saga, and a second start with it is ignored by the
-    orchestrator), else new.
+    orchestrator, whatever its data), else new.
+
+    ``namespace`` prefixes the start message's topic; by default the one the process is
+    configured with (``SAGAKIT_NAMESPACE``), as the service's own topics are.
     """
     body = start_data(definition, data)
+    if namespace is None:
+        namespace = Settings.from_env().namespace
     if saga_id is None:
         saga_id = saga_id_for(definition, key) if key is not None else str(uuid.uuid4())
     message = new_message(

@@ -9,8 +9,10 @@ only when it expires) and a short session timeout so a killed member's partition
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka import TopicPartition as KafkaTP
@@ -22,9 +24,10 @@ from aiokafka.errors import (
     IllegalStateError,
     KafkaError,
     TopicAlreadyExistsError,
+    for_code,
 )
 
-from sagakit.errors import SagakitError, TransientError
+from sagakit.errors import ConfigError, SagakitError, TransientError
 from sagakit.messaging.transport.port import (
     Consumer,
     OutgoingRecord,
@@ -254,23 +257,65 @@ class KafkaTransport(Transport):
         await ensure_topics(self.options.bootstrap, topics, partitions)
 
 
-async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> list[str]:
-    """Create each missing topic; return the names created."""
+async def ensure_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int,
+    *,
+    replication_factor: int = 1,
+    wait: float = 0.0,
+) -> list[str]:
+    """Create each missing topic; return the names created. A broker that cannot be reached
+    is retried for up to ``wait`` seconds (services and broker often start together); a
+    topic the broker refuses to create raises :class:`TopicsNotCreated` naming it."""
+    deadline = time.monotonic() + wait
+    delay = 0.2
+    while True:
+        try:
+            return await _create_missing(bootstrap, topics, partitions, replication_factor)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise TransientError(f"cannot create topics at {bootstrap}: {exc!r}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class TopicsNotCreated(ConfigError):
+    """The broker answered a topic creation with an error other than "exists already" (a
+    replication factor above the broker count, a name or a partition count it refuses)."""
+
+
+async def _create_missing(
+    bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int
+) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        created = []
-        for topic in dict.fromkeys(topics):
-            if topic in existing:
-                continue
-            try:
-                await admin.create_topics(
-                    [NewTopic(name=topic, num_partitions=partitions, replication_factor=1)]
-                )
-                created.append(topic)
-            except TopicAlreadyExistsError:
-                pass
-        return created
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(t, num_partitions=partitions, replication_factor=replication_factor)
+                for t in missing
+            ]
+        )
+        refused = refusals(response.topic_errors)
+        if refused:
+            raise TopicsNotCreated("; ".join(refused))
+        return missing
     finally:
         await admin.close()
+
+
+def refusals(topic_errors: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Each topic a CreateTopics answer refused (``(topic, code[, message])`` entries), with
+    the broker's reason; "exists already" is not a refusal."""
+    refused = []
+    for topic, code, *message in topic_errors:
+        error = for_code(code)
+        if code and error is not TopicAlreadyExistsError:
+            why = " ".join(str(m) for m in message if m)
+            refused.append(f"{topic}: {error.__name__}" + (f" ({why})" if why else ""))
+    return refused
