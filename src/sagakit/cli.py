@@ -12,7 +12,7 @@ from sagakit.config import Settings
 from sagakit.db.pool import redact
 from sagakit.devstack import DevStack
 from sagakit.errors import SagakitError, StackError
-from sagakit.runtime.service import Mode, Service
+from sagakit.runtime.service import Mode, Service, check_system
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -248,6 +248,7 @@ def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     mode = Mode(args.mode)
     named = {_service(ref).name: ref for ref in _refs(args.services)}
+    check_system([_service(ref) for ref in named.values()], mode)  # before starting anything
     ports = {name: args.port + i for i, name in enumerate(named)}
     fleet = Fleet(
         DevStack(settings).up(), settings, named, ports, mode=mode, log_dir=settings.home / "logs"

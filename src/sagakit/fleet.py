@@ -106,6 +106,7 @@ class Fleet:
             "SAGAKIT_PORT": str(sp.port),
             "SAGAKIT_NAMESPACE": self.settings.namespace,
             "SAGAKIT_PARTITIONS": str(self.settings.partitions),
+            "SAGAKIT_REPLICATION_FACTOR": str(self.settings.replication_factor),
             "SAGAKIT_SESSION_TIMEOUT_MS": str(self.settings.session_timeout_ms),
             "SAGAKIT_FETCH_MAX_WAIT_MS": str(self.settings.fetch_max_wait_ms),
         }
@@ -138,6 +139,10 @@ class Fleet:
     def kill(self, name: str) -> None:
         """SIGKILL the service's process group: no cleanup, no goodbye to the broker."""
         self._signal(name, signal.SIGKILL)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP the service's process group: it holds what it has and answers nothing."""
+        self._signal(name, signal.SIGSTOP)
 
     async def restart(self, name: str, *, timeout: float = 60.0) -> None:
         self._spawn(name)

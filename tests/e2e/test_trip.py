@@ -179,17 +179,27 @@ async def test_no_car_cancels_the_hotel_then_the_flight(agency: Agency) -> None:
     }
 
 
-async def test_a_participant_that_is_down_times_out_and_is_compensated(agency: Agency) -> None:
+async def test_a_participant_killed_mid_saga_times_out_and_is_compensated(
+    agency: Agency,
+) -> None:
+    """The hotel is frozen, the saga books the flight and sends hotel.book, and the hotel
+    is killed with that command unanswered: the step times out and the saga compensates."""
     fleet = agency.fleet
-    fleet.kill("hotel")
+    fleet.pause("hotel")
     try:
         saga_id = await agency.book(request())
+        async with asyncio.timeout(30):
+            while "hotel.book" not in sent(await agency.reaches(saga_id, "RUNNING")):
+                await asyncio.sleep(0.05)
+        assert await agency.statuses(saga_id) == {"flight": "BOOKED", "hotel": None, "car": None}
+        fleet.kill("hotel")
         # book_hotel is sent twice (3 s, then 6 s) and then undone: compensations are sent
         # until answered, so the saga waits in COMPENSATING for the hotel to come back.
         timeline = await agency.reaches(saga_id, "COMPENSATING")
         assert timeline["saga"]["reason"] == "book_hotel timed out"
         assert sent(timeline)[-3:] == ["hotel.book", "hotel.book", "hotel.cancel"]
     finally:
+        fleet.kill("hotel")
         await fleet.restart("hotel")
     timeline = await agency.settled(saga_id)
     assert timeline["saga"]["status"] == "FAILED", timeline

@@ -124,3 +124,14 @@ def test_a_saga_orchestrated_by_two_services_is_named() -> None:
 def test_the_frameworks_migration_components_are_reserved() -> None:
     with pytest.raises(ConfigError, match="'orchestrator' is the framework's"):
         Service("orchestrator", migrations=MigrationSet("orchestrator", ()))
+
+
+def test_sagakit_up_names_a_missing_handler_before_starting_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sagakit.cli import main
+
+    code = main(["up", "examples.trip.flight:service", "examples.trip.trips:service"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "\n" not in err and "'hotel.book' is handled by no service" in err, err

@@ -84,11 +84,11 @@ class Orchestrator:
         payload = env.payload
         if await self.begin(ctx.tx, definition, saga_id, payload, cause=env.message_id, out=ctx):
             return
-        state = await store.load(ctx.tx, saga_id)
-        if state is not None and not store.holds(state.data, payload):
-            # One id, two starts with different data (a key reused): the first one stands.
+        if not await store.started_with(ctx.tx, saga_id, payload):
+            # One id, two starts with different data (an id reused): the first one stands.
             log.warning("%s for saga %s with other data ignored", env.type, saga_id)
-            step = _step_name(definition, state)
+            state = await store.load(ctx.tx, saga_id)
+            step = _step_name(definition, state) if state else "start"
             await store.note(ctx.tx, saga_id, step, env.type, "ignored: other start data")
 
     async def begin(
@@ -132,11 +132,8 @@ class Orchestrator:
             await store.note(ctx.tx, saga_id, step, env.type, "ignored: parked")
             return
         if definition is None:
-            # Another process sharing this database may run it; leave it to that one.
-            log.warning(
-                "reply %s for saga %s of unhosted %s ignored", env.type, saga_id, state.definition
-            )
-            await store.note(ctx.tx, saga_id, f"#{state.step}", env.type, "ignored: not hosted")
+            why = f"{env.type}: definition {state.definition!r} is not hosted here"
+            await self._park(ctx.tx, None, state, why)
             return
         _validate(definition, env.type, env.payload)
         try:
@@ -157,7 +154,7 @@ class Orchestrator:
         left for the next round, and the rest go on. An outage fails the round."""
         now = self.clock()
         async with transaction(pool) as conn:
-            rows = await store.due(conn, now, limit, list(self.definitions))
+            rows = await store.due(conn, now, limit)
             out: list[Envelope] = []
             for row in rows:
                 try:

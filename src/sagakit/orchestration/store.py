@@ -76,7 +76,8 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
     id exists already."""
     version = await tx.fetchval(
         "WITH written AS ("
-        f" INSERT INTO sagas ({_COLUMNS}) VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1)"
+        f" INSERT INTO sagas ({_COLUMNS}, start_data)"
+        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $6)"
         " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
         *_args(s, entry),
     )
@@ -106,16 +107,13 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     return s.evolve(version=version)
 
 
-def holds(saga_data: Mapping[str, Any], start: Mapping[str, Any]) -> bool:
-    """Whether a saga's data holds the ``start`` data unchanged (a saga's data only grows
-    with its replies' fields: a start retried with the same data finds each field as it was)."""
-    return all(k in saga_data and saga_data[k] == v for k, v in start.items())
-
-
 async def started_with(tx: Connection, saga_id: str, data: Mapping[str, Any]) -> bool:
-    """Whether saga ``saga_id`` exists and :func:`holds` ``data``."""
-    held = await tx.fetchval("SELECT data FROM sagas WHERE saga_id = $1", saga_id)
-    return held is not None and holds(json.loads(held), data)
+    """Whether saga ``saga_id`` exists and started with ``data`` (a saga stored before its
+    start data was kept counts as a match)."""
+    row = await tx.fetchrow("SELECT start_data FROM sagas WHERE saga_id = $1", saga_id)
+    if row is None:
+        return False
+    return row["start_data"] is None or json.loads(row["start_data"]) == dict(data)
 
 
 async def parked_reason(tx: Connection, saga_id: str) -> str | None:
@@ -176,19 +174,16 @@ async def prune(tx: Connection, older_than: timedelta, batch: int = 1000) -> int
     return removed
 
 
-async def due(
-    tx: Connection, now: float, limit: int, definitions: Sequence[str]
-) -> list[asyncpg.Record]:
-    """Rows of sagas of ``definitions`` whose timer fired, locked for this transaction; rows
-    another replica holds are skipped. Rows, not states: the caller converts each on its
-    own, so that one row this build cannot read is parked instead of failing them all."""
+async def due(tx: Connection, now: float, limit: int) -> list[asyncpg.Record]:
+    """Rows of sagas whose timer fired, locked for this transaction; rows another replica
+    holds are skipped. Rows, not states: the caller converts each on its own, so that one
+    row this build cannot read is parked instead of failing them all."""
     return list(
         await tx.fetch(
-            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 AND definition = ANY($3::text[])"
-            " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
+            " FOR UPDATE SKIP LOCKED",
             now,
             limit,
-            list(definitions),
         )
     )
 

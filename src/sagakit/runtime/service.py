@@ -236,8 +236,9 @@ class Service:
 
 
 def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -> None:
-    """Check services meant to run together: each is consistent, and every command of each
-    orchestrated definition has exactly one handler among them."""
+    """Check services meant to run together: each is consistent and has a database of its
+    own, each orchestrated definition has one orchestrating service, and every command of it
+    exactly one handler among them."""
     for s in services:
         s.check(mode)
     handlers: dict[str, list[str]] = {}
@@ -245,6 +246,12 @@ def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -
         for t in s.router(mode, "").routes:
             handlers.setdefault(t, []).append(s.name)
     problems = []
+    owners: dict[str, list[str]] = {}
+    for s in services:
+        owners.setdefault(s.database, []).append(s.name)
+    for db, names in owners.items():
+        if len(names) > 1:
+            problems.append(f"database {db!r} is shared by {' and '.join(names)} (one each)")
     runners: dict[str, list[str]] = {}
     for s in services:
         for d in s.orchestrates:

@@ -22,15 +22,19 @@ def saga_id_for(definition: SagaDefinition, key: str) -> str:
 
 def start_data(definition: SagaDefinition, data: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     """``data`` as the saga will hold it, validated against ``definition.data`` (raises
-    pydantic's ``ValidationError``, a ``ValueError``, when it does not fit)."""
+    pydantic's ``ValidationError``, a ``ValueError``, when it does not fit).
+
+    The saga holds the data as the model reads it (defaults filled in, values in their JSON
+    form), so that the same start written two ways is the same saga; the form is checked
+    to read back, as every participant will read it."""
     if isinstance(data, BaseModel):
-        body = data.model_dump(mode="json", by_alias=True)
+        body = data.model_dump(mode="json", by_alias=True, round_trip=True)
     else:
         body = dict(data)
-    if definition.data is not None:
-        # As the model reads it (defaults filled in, values in their JSON form), so that the
-        # saga's data is the same however the caller wrote it.
-        body = definition.data.model_validate(body).model_dump(mode="json", by_alias=True)
+    model = definition.data
+    if model is not None:
+        body = model.model_validate(body).model_dump(mode="json", by_alias=True, round_trip=True)
+        model.model_validate(body)
     return body
 
 

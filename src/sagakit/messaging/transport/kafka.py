@@ -22,6 +22,7 @@ from aiokafka.errors import (
     CommitFailedError,
     CorruptRecordException,
     IllegalStateError,
+    InvalidReplicationFactorError,
     KafkaError,
     TopicAlreadyExistsError,
     for_code,
@@ -302,20 +303,24 @@ async def _create_missing(
             ]
         )
         refused = refusals(response.topic_errors)
-        if refused:
-            raise TopicsNotCreated("; ".join(refused))
+        if any(not passing for _, passing in refused):
+            raise TopicsNotCreated("; ".join(why for why, _ in refused))
+        if refused:  # brokers still starting or electing: try again
+            raise KafkaError("; ".join(why for why, _ in refused))
         return missing
     finally:
         await admin.close()
 
 
-def refusals(topic_errors: Sequence[tuple[Any, ...]]) -> list[str]:
+def refusals(topic_errors: Sequence[tuple[Any, ...]]) -> list[tuple[str, bool]]:
     """Each topic a CreateTopics answer refused (``(topic, code[, message])`` entries), with
-    the broker's reason; "exists already" is not a refusal."""
+    the broker's reason, and whether it may pass (a retriable error, or a replication factor
+    above the brokers registered so far); "exists already" is not a refusal."""
     refused = []
     for topic, code, *message in topic_errors:
         error = for_code(code)
         if code and error is not TopicAlreadyExistsError:
             why = " ".join(str(m) for m in message if m)
-            refused.append(f"{topic}: {error.__name__}" + (f" ({why})" if why else ""))
+            passing = error.retriable or error is InvalidReplicationFactorError
+            refused.append((f"{topic}: {error.__name__}" + (f" ({why})" if why else ""), passing))
     return refused
