@@ -1,5 +1,5 @@
-"""The trip saga: book a flight, then a hotel, then rent a car. A car that cannot be had
-cancels the hotel, then the flight: compensations run in reverse order."""
+"""The trip saga: book a flight and a hotel at once, then rent a car. A car that cannot be
+had cancels the flight and the hotel: compensations run in reverse order of the stages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sagakit import Action, SagaDefinition, Step, http
+from sagakit import Action, Parallel, SagaDefinition, Step, http
 
 
 class TripRequest(BaseModel):
@@ -61,21 +61,26 @@ TRIP = SagaDefinition(
     name="trip",
     data=TripRequest,
     steps=(
-        Step(
-            "book_flight",
-            Action("flight.book", "flight.booked", payload=Trip, reply=FlightReply),
-            failure=("flight.unavailable",),
-            compensation=Action("flight.cancel", "flight.cancelled", payload=TripRef),
-            timeout=3.0,  # no answer in 3 s: send again, then wait 6 s ...
-            max_attempts=2,  # ... and undo the step if that is not answered either
-        ),
-        Step(
-            "book_hotel",
-            Action("hotel.book", "hotel.booked", payload=Trip, reply=HotelReply),
-            failure=("hotel.unavailable",),
-            compensation=Action("hotel.cancel", "hotel.cancelled", payload=TripRef),
-            timeout=3.0,
-            max_attempts=2,
+        # The flight and the hotel do not depend on each other: they are booked at once.
+        # If one refuses, the other is cancelled once it has answered.
+        Parallel(
+            "book_stay",
+            Step(
+                "book_flight",
+                Action("flight.book", "flight.booked", payload=Trip, reply=FlightReply),
+                failure=("flight.unavailable",),
+                compensation=Action("flight.cancel", "flight.cancelled", payload=TripRef),
+                timeout=3.0,  # no answer in 3 s: send again, then wait 6 s ...
+                max_attempts=2,  # ... and undo the step if that is not answered either
+            ),
+            Step(
+                "book_hotel",
+                Action("hotel.book", "hotel.booked", payload=Trip, reply=HotelReply),
+                failure=("hotel.unavailable",),
+                compensation=Action("hotel.cancel", "hotel.cancelled", payload=TripRef),
+                timeout=3.0,
+                max_attempts=2,
+            ),
         ),
         # The last step is the point of no return: once the car is rented, nothing can fail
         # any more, so it needs no kind=StepKind.PIVOT (which only matters when retriable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -199,16 +200,38 @@ def _sagas(args: argparse.Namespace) -> int:
                 print(f"{len(rows)} parked saga(s)")
                 return 0
             orchestrator = Orchestrator(service.orchestrates, namespace=settings.namespace)
+            who = _operator()
             async with conn.transaction():
-                resumed = await orchestrator.resume(conn, args.saga_id)
+                if args.action == "resume":
+                    done = await orchestrator.resume(conn, args.saga_id)
+                elif args.action == "retry":
+                    done = await orchestrator.retry(conn, args.saga_id, by=who)
+                else:
+                    done = await orchestrator.resolve(conn, args.saga_id, args.note, by=who)
         finally:
             await conn.close()
-        if not resumed:
-            raise SagakitError(f"saga {args.saga_id} is not parked")
-        print(f"saga {args.saga_id} resumed: the step it is at is sent again")
+        if not done:
+            wanted = "parked" if args.action == "resume" else "in COMPENSATION_FAILED"
+            raise SagakitError(f"saga {args.saga_id} is not {wanted}")
+        print(f"saga {args.saga_id}: {_DONE[args.action]}")
         return 0
 
     return asyncio.run(run())
+
+
+def _operator() -> str:
+    """Who acts, for the saga log: ``SAGAKIT_OPERATOR``, else the login name."""
+    try:
+        return os.environ.get("SAGAKIT_OPERATOR") or getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown operator"
+
+
+_DONE = {
+    "resume": "resumed, the commands it waits on are sent again",
+    "retry": "its failed compensations are sent again, each with a new budget",
+    "resolve": "resolved, now FAILED (the note is in its log)",
+}
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -346,7 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("saga_id")
     parked = sagas_sub.add_parser("parked", help="sagas set aside as unprocessable, and why")
     parked.add_argument("--limit", type=int, default=100)
-    for p in (listing, show, resume, parked):
+    retry = sagas_sub.add_parser(
+        "retry", help="send the failed compensations of a COMPENSATION_FAILED saga again"
+    )
+    retry.add_argument("saga_id")
+    resolve = sagas_sub.add_parser(
+        "resolve", help="close a COMPENSATION_FAILED saga as FAILED, saying what was done"
+    )
+    resolve.add_argument("saga_id")
+    resolve.add_argument("--note", required=True, help="what was done by hand (kept in its log)")
+    for p in (listing, show, resume, parked, retry, resolve):
         p.add_argument(
             "--service", required=True, help="MODULE:NAME of the service orchestrating them"
         )

@@ -1,6 +1,7 @@
 """The trip example end to end: its four services as processes on the session's stack, in
-a namespace of their own. Success books all three; a car that cannot be had cancels the
-hotel, then the flight; a participant that is down makes its step time out and compensate;
+a namespace of their own. Success books all three (the flight and the hotel at once); a car
+that cannot be had cancels the flight and the hotel; a participant killed mid-saga makes its
+step time out and compensate;
 the command line shows a saga's timeline; the same idempotency key starts one saga."""
 
 from __future__ import annotations
@@ -157,20 +158,26 @@ async def test_a_trip_books_a_flight_a_hotel_and_a_car(agency: Agency) -> None:
     assert (room["check_out"] - room["check_in"]).days == 3
 
 
-async def test_no_car_cancels_the_hotel_then_the_flight(agency: Agency) -> None:
+async def test_no_car_cancels_the_flight_and_the_hotel(agency: Agency) -> None:
     saga_id = await agency.book(request(car_class="limousine"))
     timeline = await agency.settled(saga_id)
     saga = timeline["saga"]
     assert saga["status"] == "FAILED", timeline
     assert saga["reason"] == "no limousine cars at LIS"
-    commands = steps(timeline)
-    assert commands == ["flight.book", "hotel.book", "car.rent", "hotel.cancel", "flight.cancel"]
-    events = [(e["event"], e["status"]) for e in timeline["log"]]
-    assert events[-3:] == [
-        ("car.unavailable", "COMPENSATING"),
-        ("hotel.cancelled", "COMPENSATING"),
-        ("flight.cancelled", "FAILED"),
+    log = timeline["log"]
+    assert log[0]["commands"] == ["flight.book", "hotel.book"], "the stay is booked at once"
+    assert steps(timeline) == [
+        "flight.book",
+        "hotel.book",
+        "car.rent",
+        "flight.cancel",
+        "hotel.cancel",
     ]
+    undo = next(e for e in log if e["event"] == "car.unavailable")
+    assert undo["commands"] == ["flight.cancel", "hotel.cancel"], "the group is undone at once"
+    events = [(e["event"], e["status"]) for e in log[-2:]]
+    assert sorted(e for e, _ in events) == ["flight.cancelled", "hotel.cancelled"]
+    assert [s for _, s in events] == ["COMPENSATING", "FAILED"], "failed once both answered"
     # Nothing stays booked; the refused car left nothing behind.
     assert await agency.statuses(saga_id) == {
         "flight": "CANCELLED",
@@ -182,30 +189,30 @@ async def test_no_car_cancels_the_hotel_then_the_flight(agency: Agency) -> None:
 async def test_a_participant_killed_mid_saga_times_out_and_is_compensated(
     agency: Agency,
 ) -> None:
-    """The hotel is frozen, the saga books the flight and sends hotel.book, and the hotel
-    is killed with that command unanswered: the step times out and the saga compensates."""
+    """The hotel is frozen, the saga books the flight and sends hotel.book beside it, and
+    the hotel is killed with that command unanswered: the step times out and the saga
+    compensates the stay (the flight that was booked, the hotel whose outcome is unknown)."""
     fleet = agency.fleet
     fleet.pause("hotel")
     try:
         saga_id = await agency.book(request())
         async with asyncio.timeout(30):
-            while "hotel.book" not in sent(await agency.reaches(saga_id, "RUNNING")):
+            while (await agency.statuses(saga_id))["flight"] != "BOOKED":
                 await asyncio.sleep(0.05)
-        assert await agency.statuses(saga_id) == {"flight": "BOOKED", "hotel": None, "car": None}
+        timeline = await agency.reaches(saga_id, "RUNNING")
+        assert timeline["saga"]["members"]["book_hotel"]["progress"] == "sent", timeline
         fleet.kill("hotel")
-        # book_hotel is sent twice (3 s, then 6 s) and then undone: compensations are sent
-        # until answered, so the saga waits in COMPENSATING for the hotel to come back.
+        # book_hotel is sent twice (3 s, then 6 s) and then undone with the flight: the
+        # saga waits in COMPENSATING for the hotel to come back and answer its cancel.
         timeline = await agency.reaches(saga_id, "COMPENSATING")
         assert timeline["saga"]["reason"] == "book_hotel timed out"
-        assert sent(timeline)[-3:] == ["hotel.book", "hotel.book", "hotel.cancel"]
+        assert sent(timeline)[-4:] == ["hotel.book", "hotel.book", "flight.cancel", "hotel.cancel"]
     finally:
         fleet.kill("hotel")
         await fleet.restart("hotel")
     timeline = await agency.settled(saga_id)
     assert timeline["saga"]["status"] == "FAILED", timeline
-    commands = sent(timeline)
-    assert commands.index("hotel.cancel") < commands.index("flight.cancel")
-    assert "car.rent" not in commands
+    assert "car.rent" not in sent(timeline)
     # Whichever the hotel handled first, the late booking or the cancel, no room is held:
     # the cancel left a tombstone that refused the booking, or cancelled the booking.
     assert await agency.statuses(saga_id) == {
@@ -241,14 +248,15 @@ async def test_the_command_line_shows_a_saga_timeline(agency: Agency) -> None:
 
     shown = await asyncio.to_thread(sagakit, "sagas", "show", saga_id)
     lines = shown.splitlines()
-    assert lines[0] == f"saga {saga_id} (trip)"
+    assert lines[0] == f"saga {saga_id} (trip v1)"
     assert "FAILED (no limousine cars at LIS)" in lines[1]
     assert "timeline" in shown
     timeline = [line for line in lines if " ms " in line]
-    assert "on start -> flight.book" in timeline[0], shown
-    assert "COMPENSATING book_hotel       on car.unavailable -> hotel.cancel" in timeline[-3]
-    assert "COMPENSATING book_flight      on hotel.cancelled -> flight.cancel" in timeline[-2]
-    assert "FAILED       book_flight      on flight.cancelled" in timeline[-1]
+    assert "on start -> flight.book, hotel.book" in timeline[0], shown
+    undo = "COMPENSATING book_stay        on car.unavailable -> flight.cancel, hotel.cancel"
+    assert undo in timeline[-3], shown
+    assert "COMPENSATING book_stay        on " in timeline[-2], shown
+    assert "FAILED       book_stay        on " in timeline[-1], shown
     listed = await asyncio.to_thread(sagakit, "sagas", "list")
     assert saga_id in listed
 

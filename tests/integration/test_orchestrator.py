@@ -116,9 +116,9 @@ async def test_stale_writes_conflict(fresh_db: str) -> None:
         state = await store.load(conn, saga_id)
         assert state is not None
         entry = store.LogEntry("reserve_stock", "test", "", [])
-        await store.save(conn, state.evolve(attempt=2), entry)
+        await store.save(conn, state.evolve(reason="first"), entry)
         with pytest.raises(ConcurrencyConflict):
-            await store.save(conn, state.evolve(attempt=3), entry)
+            await store.save(conn, state.evolve(reason="second"), entry)
     await pool.close()
 
 
@@ -139,7 +139,7 @@ async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
     resent = [k for t, k in (await commands(pool))[5:]]
     assert sorted(resent) == sorted(healthy)
     row = await pool.fetchrow("SELECT parked, due_at FROM sagas WHERE saga_id = $1", broken)
-    assert "IndexError" in row["parked"] and row["due_at"] is None
+    assert "step #99, which order lacks" in row["parked"] and row["due_at"] is None
     env = new_message("inventory.reserved", {"order_id": broken}, key=broken)
     async with pool.acquire() as conn, conn.transaction():
         await orch.on_reply(MessageContext(env, conn, "orchestrator"), env.payload)
@@ -175,13 +175,15 @@ async def test_a_saga_whose_definition_is_not_hosted_is_parked_and_the_rest_go_o
     clock.now += ORDER_SAGA.steps[1].timeout + 0.1
     assert await orch.fire_timers(pool) == 2
     row = await pool.fetchrow("SELECT parked, due_at FROM sagas WHERE saga_id = $1", orphan)
-    assert "'gone' is not hosted" in row["parked"] and row["due_at"] is None
+    assert "'gone' v1 is not hosted" in row["parked"] and row["due_at"] is None
     assert [k for _, k in (await commands(pool))[2:]] == [healthy]
     env = new_message("inventory.reserved", {"order_id": healthy}, key=healthy)
     async with pool.acquire() as conn, conn.transaction():
         await other.on_reply(MessageContext(env, conn, "other"), env.payload)
     parked = await pool.fetchval("SELECT parked FROM sagas WHERE saga_id = $1", healthy)
-    assert parked == "inventory.reserved: definition 'order' is not hosted here"
+    assert parked == (
+        "inventory.reserved: saga definition 'order' v1 is not hosted here (versions hosted: none)"
+    )
     await pool.close()
 
 
@@ -238,3 +240,69 @@ def test_a_malformed_start_or_reply_never_reaches_the_engine() -> None:
     with pytest.raises(MessageError):
         _validate(ORDER_SAGA, "inventory.failed", {})
     _validate(ORDER_SAGA, "inventory.reserved", {"order_id": "k", "amount_cents": 5})
+
+
+async def test_a_deploy_keeps_running_sagas_on_their_version(fresh_db: str) -> None:
+    """v1 sagas in flight when v2 is deployed finish on v1 (the process hosts both); new
+    sagas start on v2; a saga of a version no longer hosted is parked with the reason, and
+    the others' timers still fire."""
+    clock = Clock()
+    v1 = Orchestrator([ORDER_SAGA], clock=clock)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    old, dropped = await start_sagas(pool, v1, 2)
+    await pool.execute("UPDATE sagas SET definition_version = 7 WHERE saga_id = $1", dropped)
+    v2_def = replace(ORDER_SAGA, version=2, deadline=99.0)
+    both = Orchestrator([ORDER_SAGA, v2_def], clock=clock)
+    env = new_message("order.created", {"order_id": "new"}, key="new")
+    async with pool.acquire() as conn, conn.transaction():
+        ctx = MessageContext(env, conn, "orchestrator")
+        await both.on_start(ctx, env.payload)
+        await ctx.flush()
+    versions = dict(await pool.fetch("SELECT saga_id, definition_version FROM sagas"))
+    assert versions == {old: 1, dropped: 7, "new": 2}
+    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    assert await both.fire_timers(pool) == 3
+    row = await pool.fetchrow("SELECT parked, due_at FROM sagas WHERE saga_id = $1", dropped)
+    assert "'order' v7 is not hosted here (versions hosted: v1, v2)" in row["parked"]
+    resent = sorted(k for t, k in await commands(pool) if t == "inventory.reserve")
+    assert resent == sorted([old, old, dropped, "new", "new"]), "first sends, then re-sends"
+    await pool.close()
+
+
+async def test_a_compensation_out_of_attempts_waits_for_an_operator(fresh_db: str) -> None:
+    """A compensation nobody acknowledges is sent within its budget, then the saga stops in
+    COMPENSATION_FAILED (no timer, counted); an operator retries it or resolves it with a
+    note, each recorded in its log with who did it."""
+    clock = Clock()
+    orch = Orchestrator([ORDER_SAGA], clock=clock)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    stuck, other = await start_sagas(pool, orch, 2)
+    for saga_id in (stuck, other):
+        env = new_message("inventory.failed", {"order_id": saga_id, "reason": "none"}, key=saga_id)
+        async with pool.acquire() as conn, conn.transaction():
+            ctx = MessageContext(env, conn, "orchestrator")
+            await orch.on_reply(ctx, env.payload)
+            await ctx.flush()
+    budget = ORDER_SAGA.steps[0].compensation_attempts
+    for _ in range(budget):
+        clock.now += 1000
+        await orch.fire_timers(pool)
+    rows = dict(await pool.fetch("SELECT saga_id, status FROM sagas"))
+    assert rows == {stuck: "COMPENSATION_FAILED", other: "COMPENSATION_FAILED"}
+    cancels = [k for t, k in await commands(pool) if t == "order.cancel"]
+    assert cancels.count(stuck) == budget
+    assert await pool.fetchval("SELECT count(*) FROM sagas WHERE due_at IS NOT NULL") == 0
+    async with pool.acquire() as conn, conn.transaction():
+        assert await orch.retry(conn, stuck, by="ada")
+        assert not await orch.retry(conn, stuck, by="ada"), "compensating again"
+        assert await orch.resolve(conn, other, "cancelled by phone", by="bob")
+    assert (await commands(pool))[-1] == ("order.cancel", stuck)
+    log = await pool.fetch(
+        "SELECT saga_id, status, event, note FROM saga_log WHERE event LIKE '%by%' ORDER BY id"
+    )
+    assert [(r["saga_id"], r["status"], r["event"]) for r in log] == [
+        (stuck, "COMPENSATING", "retried by ada"),
+        (other, "FAILED", "resolved by bob"),
+    ]
+    assert "cancelled by phone" in log[1]["note"]
+    await pool.close()

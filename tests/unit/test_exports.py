@@ -18,6 +18,7 @@ EXPECTED = {
     "MigrationSet",
     "Mode",
     "OutboxRelay",
+    "Parallel",
     "Replied",
     "RetryPolicy",
     "Router",

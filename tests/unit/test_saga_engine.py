@@ -13,6 +13,7 @@ from sagakit.saga import (
     Action,
     Decision,
     Replied,
+    Resolved,
     Resumed,
     SagaDefinition,
     SagaState,
@@ -116,10 +117,46 @@ def test_after_the_pivot_steps_are_resent_without_limit() -> None:
     assert "inventory.release" not in sent and "payment.refund" not in sent
 
 
-def test_compensations_are_resent_until_acknowledged() -> None:
-    state, sent = run(("inventory.failed", OK), *(float(50 * n) for n in range(1, 11)))
-    assert state.status is SagaStatus.COMPENSATING
-    assert sent.count("order.cancel") == 11
+def test_a_compensation_is_resent_within_its_budget_then_waits_for_an_operator() -> None:
+    budget = D.steps[0].compensation_attempts
+    state, sent = run(("inventory.failed", OK), *(float(100 * n) for n in range(1, budget + 3)))
+    assert sent.count("order.cancel") == budget
+    assert state.status is SagaStatus.COMPENSATION_FAILED and state.due_at is None
+    assert "create_order: no answer" in (state.reason or "")
+    # A late acknowledgement still counts: the saga finishes undoing.
+    late = decide(D, state, Replied("order.cancelled", OK, 9e3))
+    assert late.state.status is SagaStatus.FAILED
+    # Or an operator retries it (a new budget, a new message id) ...
+    retried = decide(D, state, Resumed(9e3))
+    assert [c.type for c in retried.commands] == ["order.cancel"]
+    assert retried.commands[0].attempt == budget + 1
+    assert retried.state.status is SagaStatus.COMPENSATING
+    assert retried.state.members["create_order"].tries == 1
+    # ... or resolves it by hand, with a note.
+    resolved = decide(D, state, Resolved("refunded by phone", 9e3))
+    assert resolved.state.status is SagaStatus.FAILED
+    assert resolved.state.reason == "resolved: refunded by phone"
+    assert not decide(D, late.state, Resolved("x", 9e3)).changed
+
+
+def test_a_compensation_that_answers_failed_is_retried_then_gives_up() -> None:
+    undo = Action("x.undo", "x.undone", failure=("x.undo_failed",))
+    d = SagaDefinition(
+        "budget",
+        (
+            Step("a", Action("x.do", "x.done"), compensation=undo, compensation_attempts=2),
+            Step("b", Action("y.do", "y.done"), failure=("y.no",)),
+        ),
+    )
+    state = start(d, Started("s", {}, 0.0)).state
+    sent = []
+    for reply in ["x.done", "y.no", "x.undo_failed", "x.undo_failed", "x.undo_failed"]:
+        decision = decide(d, state, Replied(reply, {"reason": "locked"}, 1.0))
+        state = decision.state
+        sent += [c.type for c in decision.commands]
+    assert sent == ["y.do", "x.undo", "x.undo"]
+    assert state.status is SagaStatus.COMPENSATION_FAILED
+    assert state.reason == "locked; a: locked"
 
 
 def test_deadline_before_the_pivot_compensates() -> None:
@@ -156,7 +193,16 @@ def _reachable() -> list[SagaState]:
 REACHABLE = _reachable()
 ALLOWED = {
     SagaStatus.RUNNING: {SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.COMPLETED},
-    SagaStatus.COMPENSATING: {SagaStatus.COMPENSATING, SagaStatus.FAILED},
+    SagaStatus.COMPENSATING: {
+        SagaStatus.COMPENSATING,
+        SagaStatus.FAILED,
+        SagaStatus.COMPENSATION_FAILED,
+    },
+    SagaStatus.COMPENSATION_FAILED: {
+        SagaStatus.COMPENSATION_FAILED,
+        SagaStatus.COMPENSATING,
+        SagaStatus.FAILED,
+    },
     SagaStatus.COMPLETED: {SagaStatus.COMPLETED},
     SagaStatus.FAILED: {SagaStatus.FAILED},
 }
@@ -164,7 +210,7 @@ ALLOWED = {
 
 def test_reachable_state_space_is_covered() -> None:
     statuses = {s.status for s in REACHABLE}
-    assert statuses == set(SagaStatus)
+    assert statuses == set(SagaStatus) - {SagaStatus.COMPENSATION_FAILED}  # past 4 attempts
     assert len(REACHABLE) > 20
 
 

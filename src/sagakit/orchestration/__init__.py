@@ -38,6 +38,11 @@ async def prune_sagas(rt: Runtime, stop: asyncio.Event) -> None:
 
 
 LOOPS = (timers, prune_sagas)
-GAUGES = {"sagakit_sagas_parked": "SELECT count(*) FROM sagas WHERE parked IS NOT NULL"}
+GAUGES = {
+    "sagakit_sagas_parked": "SELECT count(*) FROM sagas WHERE parked IS NOT NULL",
+    "sagakit_sagas_compensation_failed": (
+        "SELECT count(*) FROM sagas WHERE status = 'COMPENSATION_FAILED'"
+    ),
+}
 
 __all__ = ["GAUGES", "LOOPS", "Orchestrator", "orchestrator", "routes"]

@@ -30,6 +30,7 @@ def _runtime(request: Request) -> Runtime:
 class SagaOut(BaseModel):
     saga_id: str
     definition: str
+    definition_version: int = 1
     status: SagaStatus
     step: int
     attempt: int
@@ -40,6 +41,8 @@ class SagaOut(BaseModel):
     version: int
     updated_at: datetime
     parked: str | None = None
+    members: dict[str, dict[str, Any]] = {}
+    """The steps of the stage the saga is at, each with its progress, attempts and timer."""
 
 
 class Transition(BaseModel):
@@ -82,7 +85,8 @@ def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
     """The endpoints for the sagas of ``definitions``."""
     r = APIRouter(tags=["sagas"])
 
-    for d in definitions:
+    latest = {d.name: d for d in sorted(definitions, key=lambda d: d.version)}
+    for d in latest.values():  # new sagas start on the newest version
         _start_route(r, d)
 
     @r.get(
@@ -104,6 +108,7 @@ def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
             )
         saga = {k: row[k] for k in SagaOut.model_fields if k in row}
         saga["data"] = json.loads(saga["data"])
+        saga["members"] = json.loads(saga["members"])
         return Timeline(saga=SagaOut(**saga), log=[Transition(**dict(s)) for s in steps])
 
     @r.get("/sagas", response_model=SagaList, responses=http.problems(503))

@@ -22,14 +22,17 @@ from sagakit.orchestration import store
 from sagakit.saga import (
     Decision,
     Replied,
+    Resolved,
     Resumed,
     SagaDefinition,
     SagaState,
+    SagaStatus,
     Started,
     TimedOut,
     decide,
     start,
 )
+from sagakit.saga.engine import Event
 from sagakit.topics import topic_name
 
 log = logging.getLogger(__name__)
@@ -51,29 +54,56 @@ class Orchestrator:
         namespace: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.definitions = {d.name: d for d in definitions}
+        self.definitions = {(d.name, d.version): d for d in definitions}
         if len(self.definitions) != len(definitions):
-            raise ConfigError("two saga definitions share a name")
-        self.starters = {d.starts_on: d for d in definitions}
-        if len(self.starters) != len(definitions):
+            raise ConfigError("two saga definitions share a name and a version")
+        self.latest: dict[str, SagaDefinition] = {}
+        for d in sorted(definitions, key=lambda d: d.version):
+            self.latest[d.name] = d
+        self.starters = {d.starts_on: d for d in self.latest.values()}
+        if len(self.starters) != len(self.latest):
             raise ConfigError("two saga definitions start on the same message type")
         self.namespace = namespace
         self.clock = clock
 
     def router(self) -> Router:
         r = Router(self.namespace)
-        for d in self.definitions.values():
+        for d in self.latest.values():
             r.add(d.starts_on, self.on_start, d.data)
         replies = dict.fromkeys(t for d in self.definitions.values() for t in d.reply_types)
-        for reply in replies:  # a reply type may serve several definitions
+        for reply in replies:  # a reply type may serve several definitions (or versions)
             r.add(reply, self.on_reply)
         return r
 
-    def definition(self, name: str) -> SagaDefinition:
-        found = self.definitions.get(name)
+    def definition(self, state: SagaState) -> SagaDefinition:
+        """The definition (and version) ``state`` runs on; a clear error if not hosted."""
+        found = self.definitions.get((state.definition, state.definition_version))
         if found is None:
-            raise MessageError(f"saga definition {name!r} is not hosted here")
+            hosted = sorted(v for n, v in self.definitions if n == state.definition)
+            versions = ", ".join(f"v{v}" for v in hosted) or "none"
+            raise MessageError(
+                f"saga definition {state.definition!r} v{state.definition_version} is not"
+                f" hosted here (versions hosted: {versions})"
+            )
         return found
+
+    def _state(self, definition: SagaDefinition, state: SagaState) -> SagaState:
+        """``state``, checked against its definition (a saga at a step the definition does
+        not have cannot go on: raises, and the caller parks it), with the members of a saga
+        stored before members were rebuilt."""
+        if not 0 <= state.step < len(definition.stages):
+            raise MessageError(f"saga at step #{state.step}, which {definition.name} lacks")
+        stage = {s.name for s in definition.stages[state.step]}
+        legacy = state.members.get(store.LEGACY)
+        if legacy is not None:
+            return state.evolve(members=dict.fromkeys(sorted(stage), legacy))
+        unknown = set(state.members) - stage
+        if unknown:
+            raise MessageError(
+                f"saga at {definition.stage_name(state.step)} with steps {sorted(unknown)}"
+                " that stage does not have"
+            )
+        return state
 
     async def on_start(self, ctx: MessageContext, valid: object) -> None:
         env = ctx.envelope
@@ -123,7 +153,7 @@ class Orchestrator:
         if state is None:
             log.warning("reply %s for unknown saga %s ignored", env.type, saga_id)
             return
-        definition = self.definitions.get(state.definition)
+        definition = self.definitions.get((state.definition, state.definition_version))
         parked = await store.parked_reason(ctx.tx, saga_id)
         if parked is not None:
             # Resuming re-sends the step's command; its participant answers again then.
@@ -132,11 +162,14 @@ class Orchestrator:
             await store.note(ctx.tx, saga_id, step, env.type, "ignored: parked")
             return
         if definition is None:
-            why = f"{env.type}: definition {state.definition!r} is not hosted here"
-            await self._park(ctx.tx, None, state, why)
+            try:
+                self.definition(state)
+            except MessageError as exc:
+                await self._park(ctx.tx, None, state, f"{env.type}: {exc}")
             return
         _validate(definition, env.type, env.payload)
         try:
+            state = self._state(definition, state)
             decision = decide(definition, state, Replied(env.type, env.payload, self.clock()))
             entry = self._entry(definition, decision, env.type) if decision.changed else None
         except Exception as exc:  # the engine cannot take this saga: set it aside
@@ -159,7 +192,8 @@ class Orchestrator:
             for row in rows:
                 try:
                     state = store.from_row(row)
-                    definition = self.definition(state.definition)
+                    definition = self.definition(state)
+                    state = self._state(definition, state)
                     decision = decide(definition, state, TimedOut(now))
                     entry = self._entry(definition, decision, "timer") if decision.changed else None
                 except Exception as exc:
@@ -184,16 +218,37 @@ class Orchestrator:
         return len(rows)
 
     async def resume(self, tx: Connection, saga_id: str) -> bool:
-        """Take back a parked saga: the step it is at is sent again (a new attempt). False
-        if there is no such parked saga."""
+        """Take back a parked saga: the commands it is waiting on are sent again (a new
+        attempt). False if there is no such parked saga."""
         state = await store.load(tx, saga_id)
         if state is None or await store.parked_reason(tx, saga_id) is None:
             return False
-        definition = self.definition(state.definition)
-        decision = decide(definition, state, Resumed(self.clock()))
-        saved = await store.save(tx, decision.state, self._entry(definition, decision, "resumed"))
-        await outbox.add(tx, *self._commands(saved, decision, None))
+        await self._operate(tx, state, Resumed(self.clock()), "resumed")
         return True
+
+    async def retry(self, tx: Connection, saga_id: str, *, by: str) -> bool:
+        """Send a saga's failed compensations again, each with a new budget. False if the
+        saga is not in ``COMPENSATION_FAILED``."""
+        state = await store.load(tx, saga_id)
+        if state is None or state.status is not SagaStatus.COMPENSATION_FAILED:
+            return False
+        await self._operate(tx, state, Resumed(self.clock()), f"retried by {by}")
+        return True
+
+    async def resolve(self, tx: Connection, saga_id: str, note: str, *, by: str) -> bool:
+        """Close a saga in ``COMPENSATION_FAILED`` as ``FAILED``: an operator settled what
+        its compensation could not (the note says how). False if it is not in that state."""
+        state = await store.load(tx, saga_id)
+        if state is None or state.status is not SagaStatus.COMPENSATION_FAILED:
+            return False
+        await self._operate(tx, state, Resolved(note, self.clock()), f"resolved by {by}")
+        return True
+
+    async def _operate(self, tx: Connection, state: SagaState, event: Event, what: str) -> None:
+        definition = self.definition(state)
+        decision = decide(definition, self._state(definition, state), event)
+        saved = await store.save(tx, decision.state, self._entry(definition, decision, what))
+        await outbox.add(tx, *self._commands(saved, decision, None))
 
     async def _park(
         self, tx: Connection, definition: SagaDefinition | None, state: SagaState, reason: str
@@ -218,7 +273,7 @@ class Orchestrator:
 
     @staticmethod
     def _entry(definition: SagaDefinition, decision: Decision, event: str) -> store.LogEntry:
-        step = definition.steps[decision.state.step].name
+        step = definition.stage_name(decision.state.step)
         return store.LogEntry(step, event, decision.note, [c.type for c in decision.commands])
 
     def _commands(
@@ -239,8 +294,7 @@ class Orchestrator:
 
 
 def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:
-    steps = definition.steps if definition is not None else ()
-    return steps[state.step].name if 0 <= state.step < len(steps) else f"#{state.step}"
+    return definition.stage_name(state.step) if definition is not None else f"#{state.step}"
 
 
 def _validate(definition: SagaDefinition, reply: str, payload: Mapping[str, Any]) -> None:

@@ -14,23 +14,37 @@ import asyncpg
 from sagakit.db import Connection
 from sagakit.errors import ConcurrencyConflict
 from sagakit.saga import SagaState, SagaStatus
+from sagakit.saga.state import Member, Progress
 
-_COLUMNS = "saga_id, definition, status, step, attempt, data, reason, started_at, due_at, version"
+_COLUMNS = (
+    "saga_id, definition, status, step, attempt, data, reason, started_at, due_at, version,"
+    " members, definition_version"
+)
 
 
 def from_row(row: asyncpg.Record) -> SagaState:
+    members = {k: Member.from_json(v) for k, v in json.loads(row["members"]).items()}
+    if not members and row["status"] in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+        # Stored before members were: the stage's steps are rebuilt by the orchestrator,
+        # which knows them; this placeholder carries the attempt and the timer.
+        progress = Progress.SENT if row["status"] == SagaStatus.RUNNING else Progress.UNDOING
+        members = {LEGACY: Member(progress, row["attempt"], row["attempt"], row["due_at"])}
     return SagaState(
         saga_id=row["saga_id"],
         definition=row["definition"],
         status=SagaStatus(row["status"]),
         step=row["step"],
-        attempt=row["attempt"],
+        members=members,
         data=json.loads(row["data"]),
         reason=row["reason"],
         started_at=row["started_at"],
-        due_at=row["due_at"],
         version=row["version"],
+        definition_version=row["definition_version"],
     )
+
+
+LEGACY = "*"
+"""Member name standing for every step of the stage of a saga stored before members were."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,8 @@ def _args(s: SagaState, entry: LogEntry) -> tuple[object, ...]:
         entry.event,
         entry.note,
         list(entry.commands),
+        json.dumps({k: m.to_json() for k, m in s.members.items()}),
+        s.definition_version,
     )
 
 
@@ -77,7 +93,7 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
     version = await tx.fetchval(
         "WITH written AS ("
         f" INSERT INTO sagas ({_COLUMNS}, start_data)"
-        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $6)"
+        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $15, $16, $6)"
         " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
         *_args(s, entry),
     )
@@ -95,10 +111,11 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     version = await tx.fetchval(
         "WITH written AS ("
         " UPDATE sagas SET status = $3, step = $4, attempt = $5, data = $6, reason = $7,"
-        " due_at = $9, version = version + 1, updated_at = now(), parked = NULL"
-        # definition and started_at never change; matching them keeps one argument list
-        # for both statements.
+        " due_at = $9, members = $15, version = version + 1, updated_at = now(), parked = NULL"
+        # definition, its version and started_at never change; matching them keeps one
+        # argument list for both statements.
         " WHERE saga_id = $1 AND version = $2 AND definition = $10 AND started_at = $8"
+        " AND definition_version = $16"
         " RETURNING version)" + _LOG,
         *_args(s, entry),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,10 +24,14 @@ def render_timeline(saga: Any, log: Sequence[Any]) -> str:
     """State, current step, then one line per transition with the time since the start."""
     current = log[-1]["step"] if log else saga["step"]
     lines = [
-        f"saga {saga['saga_id']} ({saga['definition']})",
+        f"saga {saga['saga_id']} ({saga['definition']} v{saga['definition_version']})",
         f"  status  {saga['status']}" + (f" ({saga['reason']})" if saga["reason"] else ""),
         f"  step    {current} (attempt {saga['attempt']})",
     ]
+    members = json.loads(saga["members"]) if saga["members"] else {}
+    if len(members) > 1 or (members and next(iter(members)) != current):
+        each = [f"{n} {m['progress']} (attempt {m['attempt']})" for n, m in members.items()]
+        lines.append(f"  members {', '.join(each)}")
     if saga["parked"]:
         lines.append(f"  parked  {saga['parked']}")
     lines.append("  timeline")

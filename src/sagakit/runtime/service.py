@@ -254,8 +254,8 @@ def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -
             problems.append(f"database {db!r} is shared by {' and '.join(names)} (one each)")
     runners: dict[str, list[str]] = {}
     for s in services:
-        for d in s.orchestrates:
-            runners.setdefault(d.name, []).append(s.name)
+        for name in dict.fromkeys(d.name for d in s.orchestrates):  # versions: one name
+            runners.setdefault(name, []).append(s.name)
     for name, names in runners.items():
         if len(names) > 1:
             problems.append(f"{name}: orchestrated by {' and '.join(names)} (one service runs it)")

@@ -1,10 +1,11 @@
 """The saga framework: definitions, state, and the pure engine that decides transitions."""
 
-from sagakit.saga.definition import Action, SagaDefinition, Step, StepKind
+from sagakit.saga.definition import Action, Parallel, SagaDefinition, Step, StepKind
 from sagakit.saga.engine import (
     Command,
     Decision,
     Replied,
+    Resolved,
     Resumed,
     Started,
     TimedOut,
@@ -17,7 +18,9 @@ __all__ = [
     "Action",
     "Command",
     "Decision",
+    "Parallel",
     "Replied",
+    "Resolved",
     "Resumed",
     "SagaDefinition",
     "SagaState",

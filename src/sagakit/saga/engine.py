@@ -1,9 +1,15 @@
 """The saga engine: ``start`` and ``decide(definition, state, event) -> Decision``.
 Pure: no clock (time comes in the event), no I/O.
 
-Events are a start, a reply, or a timer firing. A reply that the current state does not
-expect (a duplicate, a late reply from an earlier step, a reply to a re-sent command that
-was already answered) changes nothing.
+A saga runs its stages in order; a stage is one step or a parallel group, and every step of
+it is sent at once. Events are a start, a reply, a timer firing, or an operator's resume or
+resolve. A reply the current state does not expect (a duplicate, a late reply from an
+earlier stage, a reply to a re-sent command that was already answered) changes nothing.
+
+Undoing: when a step refuses or runs out of attempts, the steps of its stage that succeeded
+(or whose outcome is unknown) are compensated, the ones still in flight once they answer,
+then every earlier stage, last first. A compensation that keeps failing stops the saga in
+``COMPENSATION_FAILED`` after its step's budget, for an operator.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagakit.saga.definition import SagaDefinition, Step, StepKind
-from sagakit.saga.state import SagaState, SagaStatus
+from sagakit.saga.state import Member, Progress, SagaState, SagaStatus
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,22 @@ class TimedOut:
 
 @dataclass(frozen=True)
 class Resumed:
-    """An operator takes back a saga that was set aside: the step it is at is sent again,
-    as a new attempt, whatever its budget (the deadline still counts from the start)."""
+    """An operator takes a saga back: every command in flight is sent again as a new
+    attempt (whatever its budget; the deadline still counts from the start), and a saga in
+    ``COMPENSATION_FAILED`` sends its failed compensations again with a new budget."""
 
     now: float
 
 
-Event = Replied | TimedOut | Resumed
+@dataclass(frozen=True)
+class Resolved:
+    """An operator settled a failed compensation by hand: the saga ends ``FAILED``."""
+
+    note: str
+    now: float
+
+
+Event = Replied | TimedOut | Resumed | Resolved
 
 
 @dataclass(frozen=True)
@@ -65,12 +80,10 @@ class Decision:
     note: str = ""
     """What happened, for the saga log."""
 
-
-def _payload(state: SagaState) -> dict[str, Any]:
-    body = {"saga_id": state.saga_id, **state.data}
-    if state.reason is not None:
-        body["reason"] = state.reason
-    return body
+    def then(self, later: Decision) -> Decision:
+        """This decision followed by ``later`` (taken from this one's state)."""
+        note = "; ".join(n for n in (self.note, later.note) if n)
+        return Decision(later.state, (*self.commands, *later.commands), note=note)
 
 
 RESEND_BACKOFF_CAP = 8
@@ -83,52 +96,39 @@ def _wait(timeout: float, attempt: int) -> float:
     return timeout * min(1 << max(attempt - 1, 0), RESEND_BACKOFF_CAP)
 
 
-def _send_forward(d: SagaDefinition, state: SagaState, now: float) -> Decision:
-    step = d.steps[state.step]
-    assert step.action is not None
-    cmd = Command(step.action.command, _payload(state), step.name, state.attempt)
-    return Decision(state.evolve(due_at=now + _wait(step.timeout, state.attempt)), (cmd,))
+def _payload(state: SagaState) -> dict[str, Any]:
+    body = {"saga_id": state.saga_id, **state.data}
+    if state.reason is not None:
+        body["reason"] = state.reason
+    return body
 
 
-def _send_compensation(d: SagaDefinition, state: SagaState, now: float) -> Decision:
-    step = d.steps[state.step]
-    assert step.compensation is not None
-    cmd = Command(step.compensation.command, _payload(state), step.name, state.attempt)
-    due = now + _wait(d.compensation_timeout, state.attempt)
-    return Decision(state.evolve(due_at=due), (cmd,))
+def _send(
+    d: SagaDefinition,
+    state: SagaState,
+    step: Step,
+    progress: Progress,
+    attempt: int,
+    tries: int,
+    now: float,
+) -> tuple[Member, Command]:
+    """The step's action (``SENT``) or compensation (``UNDOING``), sent as ``attempt``."""
+    if progress is Progress.SENT:
+        action, timeout = step.action, step.timeout
+    else:
+        action, timeout = step.compensation, d.compensation_timeout
+    assert action is not None
+    member = Member(progress, attempt, tries, now + _wait(timeout, tries))
+    return member, Command(action.command, _payload(state), step.name, attempt)
 
 
-def _compensate_from(
-    d: SagaDefinition, state: SagaState, index: int, reason: str, now: float
-) -> Decision:
-    """Undo steps ``index``, ``index-1``, ... 0, skipping steps with nothing to undo."""
-    while index >= 0 and d.steps[index].compensation is None:
-        index -= 1
-    if index < 0:
-        done = state.evolve(status=SagaStatus.FAILED, reason=reason, due_at=None, step=0)
-        return Decision(done, note=f"failed: {reason}")
-    comp = state.evolve(status=SagaStatus.COMPENSATING, step=index, attempt=1, reason=reason)
-    decision = _send_compensation(d, comp, now)
-    return Decision(decision.state, decision.commands, note=f"compensating: {reason}")
-
-
-def _advance(d: SagaDefinition, state: SagaState, now: float) -> Decision:
-    nxt = state.step + 1
-    if nxt >= len(d.steps):
-        done = state.evolve(status=SagaStatus.COMPLETED, step=len(d.steps) - 1, due_at=None)
-        return Decision(done, note="completed")
-    decision = _send_forward(d, state.evolve(step=nxt, attempt=1), now)
-    return Decision(decision.state, decision.commands, note=f"-> {d.steps[nxt].name}")
-
-
-def _past_pivot(d: SagaDefinition, state: SagaState) -> bool:
-    pivot = d.pivot
-    return pivot is not None and state.step > pivot
+def _with(state: SagaState, name: str, member: Member, **changes: Any) -> SagaState:
+    return state.evolve(members={**state.members, name: member}, **changes)
 
 
 def start(d: SagaDefinition, event: Started) -> Decision:
-    """A new saga: its first step (after the local one that started it) is sent."""
-    first = 1 if d.steps[0].action is None else 0
+    """A new saga: its first stage (after the local step that started it) is sent."""
+    first = 1 if d.stages[0][0].action is None else 0
     fresh = SagaState(
         saga_id=event.saga_id,
         definition=d.name,
@@ -136,65 +136,230 @@ def start(d: SagaDefinition, event: Started) -> Decision:
         step=first - 1,
         data=dict(event.data),
         started_at=event.now,
+        definition_version=d.version,
     )
-    return _advance(d, fresh, event.now)
+    return _enter(d, fresh, first, event.now)
+
+
+def _enter(d: SagaDefinition, state: SagaState, index: int, now: float) -> Decision:
+    """Send every step of stage ``index``; past the last, the saga is complete."""
+    if index >= len(d.stages):
+        done = state.evolve(status=SagaStatus.COMPLETED, step=len(d.stages) - 1, members={})
+        return Decision(done, note="completed")
+    state = state.evolve(step=index, members={})
+    commands = []
+    for step in d.stages[index]:
+        member, command = _send(d, state, step, Progress.SENT, 1, 1, now)
+        state = _with(state, step.name, member)
+        commands.append(command)
+    return Decision(state, tuple(commands), note=f"-> {d.stage_name(index)}")
 
 
 def decide(d: SagaDefinition, state: SagaState, event: Event) -> Decision:
-    """The next state and the commands to send, for a reply or a timer firing."""
+    """The next state and the commands to send, for a reply, a timer or an operator."""
     if state.status.terminal:
         return Decision(state, changed=False, note=f"saga is {state.status}")
     if isinstance(event, Replied):
         return _on_reply(d, state, event)
     if isinstance(event, Resumed):
         return _on_resume(d, state, event.now)
+    if isinstance(event, Resolved):
+        if state.status is not SagaStatus.COMPENSATION_FAILED:
+            return Decision(state, changed=False, note="only a failed compensation is resolved")
+        done = state.evolve(status=SagaStatus.FAILED, members={}, reason=f"resolved: {event.note}")
+        return Decision(done, note=f"resolved by an operator: {event.note}")
     return _on_timeout(d, state, event.now)
 
 
-def _on_resume(d: SagaDefinition, state: SagaState, now: float) -> Decision:
-    step = d.steps[state.step]
-    again = state.evolve(attempt=state.attempt + 1)
-    if state.status is SagaStatus.COMPENSATING:
-        sent = _send_compensation(d, again, now)
-        return Decision(
-            sent.state, sent.commands, note=f"resumed: re-sent {step.name} compensation"
-        )
-    sent = _send_forward(d, again, now)
-    return Decision(sent.state, sent.commands, note=f"resumed: re-sent {step.name}")
+def _ignored(state: SagaState, what: str) -> Decision:
+    return Decision(state, changed=False, note=f"ignored {what}")
 
 
 def _on_reply(d: SagaDefinition, state: SagaState, event: Replied) -> Decision:
-    step: Step = d.steps[state.step]
-    if state.status is SagaStatus.RUNNING and step.action is not None:
-        if event.type == step.action.done:
-            merged = state.evolve(data={**state.data, **_data_of(event.payload)})
-            return _advance(d, merged, event.now)
-        if event.type in step.failure:
+    found = d.reply_of(event.type)
+    member = state.members.get(found[0].name) if found else None
+    if found is None or member is None:
+        return _ignored(state, event.type)
+    step, _, meaning = found
+    got = member.progress
+    if got is Progress.SENT and meaning == "done":
+        state = state.evolve(data={**state.data, **_data_of(event.payload)})
+        if state.status is SagaStatus.RUNNING:
+            state = _with(state, step.name, Member(Progress.DONE, member.attempt, member.tries))
+            if all(m.progress is Progress.DONE for m in state.members.values()):
+                return _enter(d, state, state.step + 1, event.now)
+            return Decision(state, note=f"{step.name} done")
+        # It answered after the saga turned back: undo it as well.
+        undo = _undo(d, state, step, event.now)
+        return undo.then(_settle(d, undo.state, event.now, note=f"{step.name} done late"))
+    if got is Progress.SENT and meaning == "failed":
+        state = _with(state, step.name, Member(Progress.FAILED, member.attempt, member.tries))
+        if state.status is SagaStatus.RUNNING:
             reason = str(event.payload.get("reason") or event.type)
-            return _compensate_from(d, state, state.step - 1, reason, event.now)
-    if (
-        state.status is SagaStatus.COMPENSATING
-        and step.compensation is not None
-        and event.type == step.compensation.done
-    ):
-        return _compensate_from(d, state, state.step - 1, state.reason or "", event.now)
-    return Decision(state, changed=False, note=f"ignored {event.type}")
+            return _turn_back(d, state, reason, event.now)
+        return _settle(d, state, event.now)
+    if got in (Progress.UNDOING, Progress.STUCK) and meaning == "undone":
+        state = _with(state, step.name, Member(Progress.UNDONE, member.attempt, member.tries))
+        return _settle(d, state, event.now, note=f"{step.name} undone")
+    if got is Progress.UNDOING and meaning == "undo_failed":
+        why = str(event.payload.get("reason") or event.type)
+        again = _undo_again(d, state, step, member, event.now, why)
+        return again.then(_settle(d, again.state, event.now))
+    return _ignored(state, event.type)
+
+
+def _undo(d: SagaDefinition, state: SagaState, step: Step, now: float) -> Decision:
+    """Send ``step``'s compensation (nothing to send: it counts as undone)."""
+    if step.compensation is None:
+        return Decision(_with(state, step.name, Member(Progress.UNDONE)))
+    member, command = _send(d, state, step, Progress.UNDOING, 1, 1, now)
+    return Decision(_with(state, step.name, member), (command,))
+
+
+def _undo_again(
+    d: SagaDefinition, state: SagaState, step: Step, member: Member, now: float, why: str
+) -> Decision:
+    """Send a compensation again, or give it up when its budget is spent (the caller
+    settles the stage)."""
+    if member.tries >= step.compensation_attempts:
+        stuck = Member(Progress.STUCK, member.attempt, member.tries)
+        state = _with(state, step.name, stuck, reason=f"{state.reason}; {step.name}: {why}")
+        return Decision(state, note=f"{step.name} compensation gave up: {why}")
+    again, command = _send(
+        d, state, step, Progress.UNDOING, member.attempt + 1, member.tries + 1, now
+    )
+    return Decision(
+        _with(state, step.name, again), (command,), note=f"re-sent {step.name} compensation"
+    )
+
+
+def _turn_back(d: SagaDefinition, state: SagaState, reason: str, now: float) -> Decision:
+    """Start compensating: the stage's steps that succeeded (or may have: ``DONE`` here)
+    are undone; the ones in flight are undone when they answer."""
+    state = state.evolve(status=SagaStatus.COMPENSATING, reason=reason)
+    decision = Decision(state, note=f"compensating: {reason}")
+    for name, member in _in_order(d, state):
+        if member.progress is Progress.DONE:
+            decision = decision.then(_undo(d, decision.state, _step(d, name), now))
+    return decision.then(_settle(d, decision.state, now))
+
+
+def _settle(d: SagaDefinition, state: SagaState, now: float, note: str = "") -> Decision:
+    """Once no step of the stage is in flight: on to the stage before, or stop if a
+    compensation gave up."""
+    progress = [m.progress for m in state.members.values()]
+    if any(p.in_flight for p in progress):
+        return Decision(state, note=note)
+    if Progress.STUCK in progress:
+        return Decision(
+            state.evolve(status=SagaStatus.COMPENSATION_FAILED),
+            note="; ".join(filter(None, [note, "compensation failed: an operator decides"])),
+        )
+    state = state.evolve(status=SagaStatus.COMPENSATING)
+    return Decision(state, note=note).then(_undo_before(d, state, state.step - 1, now))
+
+
+def _undo_before(d: SagaDefinition, state: SagaState, index: int, now: float) -> Decision:
+    """Undo stage ``index`` (every step of it succeeded), skipping stages with nothing to
+    undo; before the first, the saga has failed."""
+    while index >= 0 and all(s.compensation is None for s in d.stages[index]):
+        index -= 1
+    if index < 0:
+        failed = state.evolve(status=SagaStatus.FAILED, step=0, members={})
+        return Decision(failed, note=f"failed: {state.reason}")
+    decision = Decision(state.evolve(step=index, members={}))
+    for step in d.stages[index]:
+        decision = decision.then(_undo(d, decision.state, step, now))
+    return decision
+
+
+def _on_resume(d: SagaDefinition, state: SagaState, now: float) -> Decision:
+    running = state.status is SagaStatus.RUNNING
+    state = state.evolve(status=_resumed_status(state))
+    decision = Decision(state, note="resumed")
+    for name, member in _in_order(d, state):
+        step, current = _step(d, name), decision.state
+        if member.progress is Progress.SENT and not running:
+            decision = decision.then(_undo(d, current, step, now))  # outcome unknown
+        elif member.progress in (Progress.SENT, Progress.UNDOING, Progress.STUCK):
+            progress = Progress.SENT if member.progress is Progress.SENT else Progress.UNDOING
+            tries = 1 if member.progress is Progress.STUCK else member.tries + 1
+            again, command = _send(d, current, step, progress, member.attempt + 1, tries, now)
+            decision = decision.then(
+                Decision(_with(current, name, again), (command,), note=f"re-sent {name}")
+            )
+    return decision if running else decision.then(_settle(d, decision.state, now))
+
+
+def _resumed_status(state: SagaState) -> SagaStatus:
+    if state.status is SagaStatus.COMPENSATION_FAILED:
+        return SagaStatus.COMPENSATING
+    return state.status
 
 
 def _on_timeout(d: SagaDefinition, state: SagaState, now: float) -> Decision:
     if state.due_at is None or now < state.due_at:
         return Decision(state, changed=False, note="not due")
-    step = d.steps[state.step]
-    if state.status is SagaStatus.COMPENSATING:
-        again = _send_compensation(d, state.evolve(attempt=state.attempt + 1), now)
-        return Decision(again.state, again.commands, note=f"re-sent {step.name} compensation")
+    running = state.status is SagaStatus.RUNNING
+    decision = Decision(state)
+    unknown = []
+    for name, member in _in_order(d, state):
+        if member.due_at is None or member.due_at > now:
+            continue
+        step, current = _step(d, name), decision.state
+        if member.progress is Progress.UNDOING:
+            decision = decision.then(_undo_again(d, current, step, member, now, "no answer"))
+        elif not running:
+            # In flight when the saga turned back, and silent since: undo it as well.
+            decision = decision.then(_undo(d, current, step, now))
+        elif _may_resend(d, state, step, member, now):
+            again, command = _send(
+                d, current, step, Progress.SENT, member.attempt + 1, member.tries + 1, now
+            )
+            decision = decision.then(
+                Decision(_with(current, name, again), (command,), note=f"re-sent {name}")
+            )
+        else:
+            unknown.append(name)
+    if not running:
+        return decision.then(_settle(d, decision.state, now))
+    if not unknown:
+        return decision
+    # Their outcome is unknown: undo them too (compensations are safe with nothing to undo).
+    current = decision.state
+    for name in unknown:
+        member = current.members[name]
+        current = _with(current, name, Member(Progress.DONE, member.attempt, member.tries))
+    overdue = now >= state.started_at + d.deadline
+    reason = "saga deadline passed" if overdue else f"{', '.join(unknown)} timed out"
+    return Decision(current, decision.commands, note=decision.note).then(
+        _turn_back(d, current, reason, now)
+    )
+
+
+def _may_resend(
+    d: SagaDefinition, state: SagaState, step: Step, member: Member, now: float
+) -> bool:
+    if step.kind is StepKind.RETRIABLE:
+        return True
     overdue = now >= state.started_at + d.deadline and not _past_pivot(d, state)
-    if step.kind is StepKind.RETRIABLE or (state.attempt < step.max_attempts and not overdue):
-        again = _send_forward(d, state.evolve(attempt=state.attempt + 1), now)
-        return Decision(again.state, again.commands, note=f"re-sent {step.name}")
-    # The step's outcome is unknown: undo it too (compensations are safe with nothing to undo).
-    reason = "saga deadline passed" if overdue else f"{step.name} timed out"
-    return _compensate_from(d, state, state.step, reason, now)
+    return member.tries < step.max_attempts and not overdue
+
+
+def _past_pivot(d: SagaDefinition, state: SagaState) -> bool:
+    pivot = d.pivot
+    return pivot is not None and state.step > pivot
+
+
+def _in_order(d: SagaDefinition, state: SagaState) -> list[tuple[str, Member]]:
+    """The stage's members in the definition's order (commands go out in that order,
+    whatever order the stored state kept them in)."""
+    order = {s.name: i for i, s in enumerate(d.all_steps)}
+    return sorted(state.members.items(), key=lambda item: order.get(item[0], -1))
+
+
+def _step(d: SagaDefinition, name: str) -> Step:
+    return next(s for s in d.all_steps if s.name == name)
 
 
 def _data_of(payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,57 @@ class SagaStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     """Compensated: every completed step was undone."""
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    """A compensation ran out of attempts: the saga waits for an operator (retry, or
+    resolve with a note). Nothing is sent meanwhile."""
 
     @property
     def terminal(self) -> bool:
         return self in (SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+
+class Progress(StrEnum):
+    """Where one step of the current stage is."""
+
+    SENT = "sent"
+    """Its command is out; its reply is awaited."""
+    DONE = "done"
+    FAILED = "failed"
+    """It refused: nothing to undo."""
+    UNDOING = "undoing"
+    """Its compensation is out."""
+    UNDONE = "undone"
+    STUCK = "stuck"
+    """Its compensation ran out of attempts."""
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (Progress.SENT, Progress.UNDOING)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One step of the current stage."""
+
+    progress: Progress
+    attempt: int = 1
+    """Sends of its current command so far: each send has its own message id."""
+    tries: int = 1
+    """Sends counted against its budget (an operator's retry starts a new count)."""
+    due_at: float | None = None
+    """When to send again (or give up) if no reply came (epoch seconds)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "progress": self.progress.value,
+            "attempt": self.attempt,
+            "tries": self.tries,
+            "due_at": self.due_at,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Member:
+        return cls(Progress(raw["progress"]), raw["attempt"], raw["tries"], raw["due_at"])
 
 
 @dataclass(frozen=True)
@@ -26,18 +73,29 @@ class SagaState:
     definition: str
     status: SagaStatus
     step: int
-    """Index of the step whose reply is awaited (running) or that is being undone."""
-    attempt: int = 1
-    """Sends of the current command so far."""
+    """Index of the stage (a step, or a group of steps) running or being undone."""
+    members: Mapping[str, Member] = field(default_factory=dict)
+    """The steps of that stage by name, and where each is."""
     data: Mapping[str, Any] = field(default_factory=dict)
     """Saga data: the start payload, merged with every success reply's payload."""
     reason: str | None = None
     """Why the saga compensates."""
     started_at: float = 0.0
-    due_at: float | None = None
-    """When to re-send the current command if no reply came (epoch seconds)."""
     version: int = 0
     """Optimistic concurrency: bumped by every stored transition."""
+    definition_version: int = 1
+    """The version of the definition the saga started with (and keeps)."""
+
+    @property
+    def due_at(self) -> float | None:
+        """The earliest timer of the stage's steps."""
+        dues = [m.due_at for m in self.members.values() if m.due_at is not None]
+        return min(dues) if dues else None
+
+    @property
+    def attempt(self) -> int:
+        """The most sends of any of the stage's current commands."""
+        return max((m.attempt for m in self.members.values()), default=1)
 
     def evolve(self, **changes: Any) -> SagaState:
         return replace(self, **changes)

@@ -1,0 +1,281 @@
+"""The engine with parallel groups, compensation budgets and versions: worked examples, then
+random reply/timeout/operator histories checked against the rules every saga keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from examples.shop.saga import ORDER_SAGA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sagakit.saga import (
+    Action,
+    Decision,
+    Parallel,
+    Replied,
+    Resolved,
+    Resumed,
+    SagaDefinition,
+    SagaState,
+    SagaStatus,
+    Started,
+    Step,
+    StepKind,
+    TimedOut,
+    decide,
+    start,
+)
+from sagakit.saga.state import Progress
+
+
+def _undo(name: str, budget: int = 3) -> dict[str, object]:
+    return {
+        "compensation": Action(f"{name}.cancel", f"{name}.cancelled", failure=(f"{name}.stuck",)),
+        "compensation_attempts": budget,
+    }
+
+
+TRIP = SagaDefinition(
+    "trip",
+    (
+        Parallel(
+            "book_stay",
+            Step(
+                "flight",
+                Action("flight.book", "flight.booked"),
+                failure=("flight.full",),
+                **_undo("flight"),
+            ),  # type: ignore[arg-type]
+            Step(
+                "hotel",
+                Action("hotel.book", "hotel.booked"),
+                failure=("hotel.full",),
+                **_undo("hotel"),
+            ),  # type: ignore[arg-type]
+        ),
+        Step("car", Action("car.rent", "car.rented"), failure=("car.none",), **_undo("car")),  # type: ignore[arg-type]
+        Step(
+            "pay",
+            Action("pay.charge", "pay.charged"),
+            failure=("pay.declined",),
+            kind=StepKind.PIVOT,
+        ),
+        Parallel(
+            "notify",
+            Step("mail", Action("mail.send", "mail.sent"), kind=StepKind.RETRIABLE),
+            Step("sms", Action("sms.send", "sms.sent"), kind=StepKind.RETRIABLE),
+        ),
+    ),
+    deadline=1e6,
+)
+
+
+def feed(
+    d: SagaDefinition, *events: str | float, state: SagaState | None = None
+) -> tuple[SagaState, list[str]]:
+    """Apply replies (a type) and timer firings (a time); the final state and the commands."""
+    decision = start(d, Started("t1", {"who": "ada"}, 0.0)) if state is None else None
+    state = decision.state if decision else state
+    sent = [c.type for c in decision.commands] if decision else []
+    assert state is not None
+    for ev in events:
+        event = TimedOut(ev) if isinstance(ev, float) else Replied(ev, {"reason": ev}, 1.0)
+        step = decide(d, state, event)
+        state, sent = step.state, sent + [c.type for c in step.commands]
+    return state, sent
+
+
+def test_a_group_is_sent_at_once_and_joins() -> None:
+    state, sent = feed(TRIP)
+    assert sent == ["flight.book", "hotel.book"]
+    assert set(state.members) == {"flight", "hotel"}
+    state, sent = feed(TRIP, "hotel.booked", state=state)
+    assert sent == [] and state.members["hotel"].progress is Progress.DONE
+    state, sent = feed(TRIP, "hotel.booked", "flight.booked", state=state)
+    assert sent == ["car.rent"], "the duplicate changed nothing; the second member joined"
+    state, sent = feed(TRIP, "car.rented", "pay.charged", "sms.sent", "mail.sent", state=state)
+    assert sent == ["pay.charge", "mail.send", "sms.send"]
+    assert state.status is SagaStatus.COMPLETED
+
+
+def test_a_failing_member_undoes_its_partner_then_nothing_before() -> None:
+    state, sent = feed(TRIP, "flight.booked", "hotel.full", "flight.cancelled")
+    assert sent == ["flight.book", "hotel.book", "flight.cancel"]
+    assert state.status is SagaStatus.FAILED and state.reason == "hotel.full"
+
+
+def test_a_member_in_flight_when_its_partner_fails_is_undone_when_it_answers() -> None:
+    state, sent = feed(TRIP, "hotel.full")
+    assert sent == ["flight.book", "hotel.book"] and state.status is SagaStatus.COMPENSATING
+    done, more = feed(TRIP, "flight.booked", "flight.cancelled", state=state)
+    assert more == ["flight.cancel"] and done.status is SagaStatus.FAILED
+    refused, more = feed(TRIP, "flight.full", state=state)
+    assert more == [] and refused.status is SagaStatus.FAILED, "nothing to undo"
+    silent, more = feed(TRIP, 1e3, state=state)  # timed out: outcome unknown
+    assert more == ["flight.cancel"] and silent.status is SagaStatus.COMPENSATING
+
+
+def test_a_later_failure_undoes_the_whole_group_together() -> None:
+    state, sent = feed(TRIP, "flight.booked", "hotel.booked", "car.none")
+    assert sent[-2:] == ["flight.cancel", "hotel.cancel"]
+    state, _ = feed(TRIP, "hotel.cancelled", state=state)
+    assert state.status is SagaStatus.COMPENSATING, "waits for every member"
+    state, _ = feed(TRIP, "flight.cancelled", state=state)
+    assert state.status is SagaStatus.FAILED and state.reason == "car.none"
+
+
+def test_a_stuck_member_stops_the_saga_for_an_operator_after_its_partner_settles() -> None:
+    state, _ = feed(TRIP, "flight.booked", "hotel.booked", "car.none", "car.none")
+    state, _ = feed(TRIP, *["flight.stuck"] * 3, state=state)
+    assert state.members["flight"].progress is Progress.STUCK
+    assert state.status is SagaStatus.COMPENSATING, "the hotel is still being undone"
+    state, _ = feed(TRIP, "hotel.cancelled", state=state)
+    assert state.status is SagaStatus.COMPENSATION_FAILED and state.due_at is None
+    again = decide(TRIP, state, Resumed(5.0))
+    assert [c.type for c in again.commands] == ["flight.cancel"]
+    state, _ = feed(TRIP, "flight.cancelled", state=again.state)
+    assert state.status is SagaStatus.FAILED
+
+
+def test_a_saga_records_its_definition_version() -> None:
+    v2 = SagaDefinition("trip", TRIP.steps, version=2)
+    assert start(v2, Started("t", {}, 0.0)).state.definition_version == 2
+    assert start(TRIP, Started("t", {}, 0.0)).state.definition_version == 1
+
+
+def test_groups_are_validated() -> None:
+    a, b = Step("a", Action("a.do", "a.done")), Step("b", Action("b.do", "b.done"))
+    with pytest.raises(ValueError, match="2\\+ steps, each an action"):
+        SagaDefinition("x", (Step("first"), Parallel("g", a)))
+    with pytest.raises(ValueError, match="share one kind, and not pivot"):
+        SagaDefinition(
+            "x", (Parallel("g", a, Step("p", Action("p", "p.ok"), kind=StepKind.PIVOT)),)
+        )
+    with pytest.raises(ValueError, match="step names repeat"):
+        SagaDefinition("x", (Parallel("a", a, b),))
+
+
+# -- random histories --------------------------------------------------------------------
+
+DEFINITIONS = {"trip": TRIP, "order": ORDER_SAGA}
+OPERATOR = ("resume", "resolve")
+
+
+PROGRESS = ("ok", "ok", "ok", "no", "tick", "tick")
+"""Answers to what is in flight (success, refusal), and timers: histories that go deep."""
+
+
+def _history(d: SagaDefinition) -> st.SearchStrategy[list[str]]:
+    progress = st.sampled_from(PROGRESS)
+    anything = st.sampled_from([*d.reply_types, *OPERATOR])  # duplicates, strays, late ones
+    return st.lists(st.one_of(progress, progress, progress, anything), min_size=5, max_size=60)
+
+
+def _answer(d: SagaDefinition, state: SagaState, ok: bool, pick: int) -> str | None:
+    """A reply to one of the commands in flight: success, or its failure."""
+    options = []
+    for name, member in state.members.items():
+        step = next(s for s in d.all_steps if s.name == name)
+        if member.progress is Progress.SENT and step.action:
+            options.append(step.action.done if ok or not step.failure else step.failure[0])
+        elif member.progress is Progress.UNDOING and step.compensation:
+            comp = step.compensation
+            options.append(comp.done if ok or not comp.failure else comp.failure[0])
+    return options[pick % len(options)] if options else None
+
+
+def _apply(d: SagaDefinition, state: SagaState, ev: str, now: float) -> tuple[str, Decision]:
+    """The event ``ev`` stands for (a reply type, tick, resume, resolve), and its decision."""
+    if ev in ("ok", "no"):
+        ev = _answer(d, state, ev == "ok", int(now)) or "tick"
+    if ev == "tick":
+        return ev, decide(d, state, TimedOut(max(now, state.due_at or now)))
+    if ev == "resume":
+        return ev, decide(d, state, Resumed(now))
+    if ev == "resolve":
+        return ev, decide(d, state, Resolved("by hand", now))
+    return ev, decide(d, state, Replied(ev, {"reason": ev}, now))
+
+
+def _check(d: SagaDefinition, log: Sequence[tuple[SagaState, str, Decision]]) -> None:
+    started: set[str] = set()  # steps whose action was sent
+    pivot_done = False
+    turned_back = False
+    pivot = d.pivot
+    refused: set[str] = set()  # steps whose refusal was taken
+    for before, event, decision in log:
+        after = decision.state
+        answered = d.reply_of(event)
+        if decision.changed and answered and answered[2] == "failed":
+            refused.add(answered[0].name)
+        if not decision.changed:
+            assert after == before and not decision.commands
+        for c in decision.commands:
+            step, action = d.action_for(c.type) or (None, None)
+            assert step is not None
+            if action is step.action:
+                assert not turned_back, f"forward {c.type} after compensating began"
+                assert before.status is not SagaStatus.COMPENSATING, c.type
+                started.add(step.name)
+            else:
+                assert step.name in started or step.action is None, (
+                    f"{c.type}: compensation of a step never started"
+                )
+                assert not pivot_done, f"{c.type}: compensation after the pivot succeeded"
+                assert step.name not in refused, f"{c.type}: compensation of a step that refused"
+        if pivot is not None and before.status is SagaStatus.RUNNING and after.step > pivot:
+            pivot_done = pivot_done or after.status is not SagaStatus.COMPENSATING
+        if after.status in (SagaStatus.COMPENSATING, SagaStatus.COMPENSATION_FAILED):
+            turned_back = True
+        if after.status is SagaStatus.FAILED:
+            assert turned_back or before.status is SagaStatus.RUNNING
+        assert (after.due_at is None) == (
+            after.status.terminal or after.status is SagaStatus.COMPENSATION_FAILED
+        ), after
+
+
+def _finish(
+    d: SagaDefinition, state: SagaState, now: float
+) -> tuple[SagaState, list[tuple[SagaState, str, Decision]]]:
+    """Answer the commands in flight with success (an operator retries a failed
+    compensation) until the saga ends; the decisions taken on the way."""
+    log = []
+    for _ in range(200):
+        if state.status.terminal:
+            return state, log
+        event = "resume"
+        if state.status is not SagaStatus.COMPENSATION_FAILED:
+            answer = _answer(d, state, True, 0)
+            assert answer is not None, f"nothing in flight in {state}"
+            event = answer
+        _, decision = _apply(d, state, event, now)
+        log.append((state, event, decision))
+        state, now = decision.state, now + 1
+    raise AssertionError(f"no end after 200 answers: {state}")
+
+
+@pytest.mark.parametrize("name", DEFINITIONS)
+@settings(max_examples=1000, deadline=None)
+@given(data=st.data())
+def test_random_histories_keep_the_rules(name: str, data: st.DataObject) -> None:
+    """Whatever arrives in whatever order (replies, duplicates, timers, operators): no
+    compensation of a step never started (or that refused), no forward step once compensating, no
+    compensation once the pivot succeeded, a timer exactly when something is in flight;
+    and answering what is in flight always brings the saga to an end."""
+    d = DEFINITIONS[name]
+    events = data.draw(_history(d))
+    first = start(d, Started("s1", {"who": "ada"}, 0.0))
+    log: list[tuple[SagaState, str, Decision]] = []
+    state, now = first.state, 0.0
+    initial = SagaState("s1", d.name, SagaStatus.RUNNING, step=-1)
+    log.append((initial, "start", first))
+    for ev in events:
+        now += 1
+        event, decision = _apply(d, state, ev, now)
+        log.append((state, event, decision))
+        state = decision.state
+    final, tail = _finish(d, state, now)
+    _check(d, [*log, *tail])
+    assert final.status in (SagaStatus.COMPLETED, SagaStatus.FAILED)
