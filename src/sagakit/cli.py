@@ -171,8 +171,10 @@ def _sagas(args: argparse.Namespace) -> int:
 
     import asyncpg
 
+    from sagakit.choreography import Choreographer
     from sagakit.orchestration import Orchestrator, store
     from sagakit.orchestration.timeline import render_list, render_timeline
+    from sagakit.runtime.host import mode_from_env
 
     settings = Settings.from_env()
     server, _ = _endpoints(settings)
@@ -202,7 +204,12 @@ def _sagas(args: argparse.Namespace) -> int:
             orchestrator = Orchestrator(service.orchestrates, namespace=settings.namespace)
             who = _operator()
             async with conn.transaction():
-                if args.action == "resume":
+                if service.choreographs(mode_from_env()) and args.action != "resume":
+                    # Every service follows the saga: the decision goes out as an event.
+                    note = args.note if args.action == "resolve" else None
+                    choreo = Choreographer(service.followed, {}, namespace=settings.namespace)
+                    done = await choreo.operate(conn, args.saga_id, note, by=who)
+                elif args.action == "resume":
                     done = await orchestrator.resume(conn, args.saga_id)
                 elif args.action == "retry":
                     done = await orchestrator.retry(conn, args.saga_id, by=who)

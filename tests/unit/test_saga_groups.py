@@ -4,6 +4,7 @@ random reply/timeout/operator histories checked against the rules every saga kee
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from examples.shop.saga import ORDER_SAGA
@@ -61,6 +62,7 @@ TRIP = SagaDefinition(
             Action("pay.charge", "pay.charged"),
             failure=("pay.declined",),
             kind=StepKind.PIVOT,
+            **_undo("pay"),  # type: ignore[arg-type]
         ),
         Parallel(
             "notify",
@@ -155,11 +157,20 @@ def test_groups_are_validated() -> None:
         )
     with pytest.raises(ValueError, match="step names repeat"):
         SagaDefinition("x", (Parallel("a", a, b),))
+    with pytest.raises(ValueError, match="a pivot needs a compensation"):
+        SagaDefinition("x", (a, Step("p", Action("p", "p.ok"), kind=StepKind.PIVOT)))
 
 
 # -- random histories --------------------------------------------------------------------
 
-DEFINITIONS = {"trip": TRIP, "order": ORDER_SAGA}
+DEFINITIONS = {
+    "trip": TRIP,
+    "order": ORDER_SAGA,
+    "order-small-budgets": replace(
+        ORDER_SAGA,
+        steps=tuple(replace(s, compensation_attempts=2) for s in ORDER_SAGA.all_steps),
+    ),
+}
 OPERATOR = ("resume", "resolve")
 
 
@@ -200,52 +211,66 @@ def _apply(d: SagaDefinition, state: SagaState, ev: str, now: float) -> tuple[st
 
 
 def _check(d: SagaDefinition, log: Sequence[tuple[SagaState, str, Decision]]) -> None:
+    """The rules, judged from what was sent and answered (not from the engine's state)."""
     started: set[str] = set()  # steps whose action was sent
-    pivot_done = False
-    turned_back = False
-    pivot = d.pivot
-    refused: set[str] = set()  # steps whose refusal was taken
+    succeeded: set[str] = set()  # steps whose success was taken
+    refused: set[str] = set()  # steps whose refusal was taken (and no success after)
+    ids: set[tuple[str, int]] = set()  # (command, attempt): the message id it is sent with
+    pivot = d.stages[d.pivot][0].name if d.pivot is not None else None
     for before, event, decision in log:
         after = decision.state
         answered = d.reply_of(event)
         if decision.changed and answered and answered[2] == "failed":
             refused.add(answered[0].name)
+        if decision.changed and answered and answered[2] == "done":
+            succeeded.add(answered[0].name)
+            refused.discard(answered[0].name)
         if not decision.changed:
             assert after == before and not decision.commands
         for c in decision.commands:
+            assert (c.type, c.attempt) not in ids, f"{c.type} #{c.attempt} sent twice: one id"
+            ids.add((c.type, c.attempt))
             step, action = d.action_for(c.type) or (None, None)
             assert step is not None
             if action is step.action:
-                assert not turned_back, f"forward {c.type} after compensating began"
-                assert before.status is not SagaStatus.COMPENSATING, c.type
+                assert after.status is SagaStatus.RUNNING, f"forward {c.type} while turning back"
+                assert pivot not in succeeded or step.kind is StepKind.RETRIABLE, c.type
                 started.add(step.name)
             else:
                 assert step.name in started or step.action is None, (
                     f"{c.type}: compensation of a step never started"
                 )
-                assert not pivot_done, f"{c.type}: compensation after the pivot succeeded"
+                assert pivot not in succeeded, f"{c.type}: compensation after the pivot succeeded"
                 assert step.name not in refused, f"{c.type}: compensation of a step that refused"
-        if pivot is not None and before.status is SagaStatus.RUNNING and after.step > pivot:
-            pivot_done = pivot_done or after.status is not SagaStatus.COMPENSATING
-        if after.status in (SagaStatus.COMPENSATING, SagaStatus.COMPENSATION_FAILED):
-            turned_back = True
-        if after.status is SagaStatus.FAILED:
-            assert turned_back or before.status is SagaStatus.RUNNING
+        if after.status is SagaStatus.FAILED and before.status is not SagaStatus.FAILED:
+            undone = {s.name for s in d.all_steps if s.compensation} & succeeded
+            sent_undo = {
+                c.step
+                for _, _, dec in log
+                for c in dec.commands
+                if d.action_for(c.type) and d.action_for(c.type)[1] is not _forward(d, c.type)
+            }
+            assert undone <= sent_undo, f"FAILED with {undone - sent_undo} never undone"
         assert (after.due_at is None) == (
             after.status.terminal or after.status is SagaStatus.COMPENSATION_FAILED
         ), after
 
 
+def _forward(d: SagaDefinition, command: str) -> object:
+    found = d.action_for(command)
+    return found[0].action if found else None
+
+
 def _finish(
-    d: SagaDefinition, state: SagaState, now: float
+    d: SagaDefinition, state: SagaState, now: float, resolve: bool
 ) -> tuple[SagaState, list[tuple[SagaState, str, Decision]]]:
-    """Answer the commands in flight with success (an operator retries a failed
-    compensation) until the saga ends; the decisions taken on the way."""
+    """Answer the commands in flight with success (an operator retries, or resolves, a
+    failed compensation) until the saga ends; the decisions taken on the way."""
     log = []
     for _ in range(200):
         if state.status.terminal:
             return state, log
-        event = "resume"
+        event = "resolve" if resolve else "resume"
         if state.status is not SagaStatus.COMPENSATION_FAILED:
             answer = _answer(d, state, True, 0)
             assert answer is not None, f"nothing in flight in {state}"
@@ -261,8 +286,9 @@ def _finish(
 @given(data=st.data())
 def test_random_histories_keep_the_rules(name: str, data: st.DataObject) -> None:
     """Whatever arrives in whatever order (replies, duplicates, timers, operators): no
-    compensation of a step never started (or that refused), no forward step once compensating, no
-    compensation once the pivot succeeded, a timer exactly when something is in flight;
+    compensation of a step never started (or that refused), no forward step once turning
+    back, no compensation once the pivot succeeded, never one message id for two sends, a
+    timer exactly when something is in flight, no FAILED saga with a success left undone;
     and answering what is in flight always brings the saga to an end."""
     d = DEFINITIONS[name]
     events = data.draw(_history(d))
@@ -276,6 +302,45 @@ def test_random_histories_keep_the_rules(name: str, data: st.DataObject) -> None
         event, decision = _apply(d, state, ev, now)
         log.append((state, event, decision))
         state = decision.state
-    final, tail = _finish(d, state, now)
+    final, tail = _finish(d, state, now, resolve=data.draw(st.booleans()))
     _check(d, [*log, *tail])
     assert final.status in (SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+
+def test_a_success_after_a_refusal_of_another_attempt_is_undone() -> None:
+    state, sent = feed(TRIP, 100.0, "flight.full", "flight.booked")
+    assert sent == ["flight.book", "hotel.book", "flight.book", "hotel.book", "flight.cancel"]
+    assert state.status is SagaStatus.COMPENSATING
+
+
+def test_nothing_goes_forward_in_the_decision_that_turns_back() -> None:
+    f = Step(
+        "f",
+        Action("f.do", "f.done"),
+        compensation=Action("f.undo", "f.undone"),
+        timeout=1.0,
+        max_attempts=5,
+    )
+    h = Step(
+        "h",
+        Action("h.do", "h.done"),
+        compensation=Action("h.undo", "h.undone"),
+        timeout=1.0,
+        max_attempts=2,
+    )
+    d = SagaDefinition("g", (Parallel("both", f, h),), deadline=1e6)
+    state, sent = feed(d, 1.0, 3.0)
+    assert sent == ["f.do", "h.do", "f.do", "h.do", "h.undo"]
+    assert state.status is SagaStatus.COMPENSATING
+    assert state.members["f"].progress is Progress.SENT, "undone once it answers or times out"
+
+
+def test_resolving_a_failed_compensation_goes_on_undoing_the_stages_before() -> None:
+    state, _ = feed(
+        TRIP, "flight.booked", "hotel.booked", "car.rented", "pay.declined", *["car.stuck"] * 3
+    )
+    assert state.status is SagaStatus.COMPENSATION_FAILED
+    resolved = decide(TRIP, state, Resolved("returned the car by hand", 50.0))
+    assert [c.type for c in resolved.commands] == ["flight.cancel", "hotel.cancel"]
+    assert resolved.state.status is SagaStatus.COMPENSATING
+    assert "resolved: returned the car by hand" in (resolved.state.reason or "")

@@ -42,6 +42,9 @@ class MessageContext:
     outgoing: list[Envelope] = field(default_factory=list)
     replies: tuple[str, ...] | None = None
     """The reply types this handler may send with :meth:`reply` (None: any)."""
+    reply_topic: str | None = None
+    """Where :meth:`reply` publishes (default: the reply type's own topic). In choreography,
+    the saga's topic, where every service taking part follows it."""
 
     def send(self, message: Envelope) -> None:
         """Queue an already built message."""
@@ -80,7 +83,8 @@ class MessageContext:
                 f"{self.envelope.type}: {type!r} is not a reply to it"
                 f" (expected {', '.join(self.replies)})"
             )
-        return await self.publish(type, payload if payload is not None else {})
+        body = payload if payload is not None else {}
+        return await self.publish(type, body, topic=self.reply_topic)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from sagakit import http
 from sagakit.orchestration import store
 from sagakit.saga import SagaDefinition, SagaStatus
+from sagakit.saga.definition import newest
 
 if TYPE_CHECKING:
     from sagakit.runtime.host import Runtime
@@ -85,8 +86,7 @@ def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
     """The endpoints for the sagas of ``definitions``."""
     r = APIRouter(tags=["sagas"])
 
-    latest = {d.name: d for d in sorted(definitions, key=lambda d: d.version)}
-    for d in latest.values():  # new sagas start on the newest version
+    for d in newest(definitions).values():  # new sagas start on the newest version
         _start_route(r, d)
 
     @r.get(
@@ -140,7 +140,7 @@ def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
 def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
     """``POST /sagas/{name}/start``, its body typed by the definition's data model (strictly:
     no ``"5"`` for a number), so that the OpenAPI document says what a valid start is."""
-    from sagakit.orchestration import orchestrator
+    from sagakit.orchestration import choreographer, orchestrator
     from sagakit.runtime.start import saga_id_for, start_data
 
     model: Any = dict[str, Any]
@@ -168,7 +168,15 @@ def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
         rt = _runtime(request)
         retry = "retry with the same Idempotency-Key" if idempotency_key else "the saga may exist"
         async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
-            created = await orchestrator(rt).begin(conn, definition, saga_id, body)
+            if rt.service.choreographs(rt.mode):
+                # The tracker's copy appears once the start event has come back; until
+                # then a retry publishes the same event again (the same message id, which
+                # every follower's inbox drops).
+                created = await store.load(conn, saga_id) is None
+                if created:
+                    await choreographer(rt).begin(conn, definition, saga_id, body)
+            else:
+                created = await orchestrator(rt).begin(conn, definition, saga_id, body)
             if not created and not await store.started_with(conn, saga_id, body):
                 raise HTTPException(409, "this Idempotency-Key started a saga with other data")
         out = SagaStarted(saga_id=saga_id, definition=definition.name, created=created)

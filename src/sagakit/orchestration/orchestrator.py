@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from sagakit.aio import sleep_or_stop
+from sagakit.aio import repeat
 from sagakit.db import Connection, transaction
 from sagakit.errors import ConfigError, MessageError
 from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
@@ -32,6 +32,7 @@ from sagakit.saga import (
     decide,
     start,
 )
+from sagakit.saga.definition import check_payload, newest
 from sagakit.saga.engine import Event
 from sagakit.topics import topic_name
 
@@ -57,9 +58,7 @@ class Orchestrator:
         self.definitions = {(d.name, d.version): d for d in definitions}
         if len(self.definitions) != len(definitions):
             raise ConfigError("two saga definitions share a name and a version")
-        self.latest: dict[str, SagaDefinition] = {}
-        for d in sorted(definitions, key=lambda d: d.version):
-            self.latest[d.name] = d
+        self.latest = newest(definitions)
         self.starters = {d.starts_on: d for d in self.latest.values()}
         if len(self.starters) != len(self.latest):
             raise ConfigError("two saga definitions start on the same message type")
@@ -96,7 +95,9 @@ class Orchestrator:
         stage = {s.name for s in definition.stages[state.step]}
         legacy = state.members.get(store.LEGACY)
         if legacy is not None:
-            return state.evolve(members=dict.fromkeys(sorted(stage), legacy))
+            if len(stage) > 1:  # the step it was at is a group now: nothing says which
+                raise MessageError("saga stored before groups, at what is now a group")
+            return state.evolve(members=dict.fromkeys(stage, legacy))
         unknown = set(state.members) - stage
         if unknown:
             raise MessageError(
@@ -135,7 +136,7 @@ class Orchestrator:
         batch, or straight into the outbox). False if a saga with this id exists already
         (the same start announced twice)."""
         decision = start(definition, Started(saga_id, dict(data), self.clock()))
-        saved = await store.insert(tx, decision.state, self._entry(definition, decision, "start"))
+        saved = await store.insert(tx, decision.state, store.entry(definition, decision, "start"))
         if saved is None:
             return False
         commands = self._commands(saved, decision, cause)
@@ -167,11 +168,11 @@ class Orchestrator:
             except MessageError as exc:
                 await self._park(ctx.tx, None, state, f"{env.type}: {exc}")
             return
-        _validate(definition, env.type, env.payload)
+        _check(definition, env.type, env.payload)
         try:
             state = self._state(definition, state)
             decision = decide(definition, state, Replied(env.type, env.payload, self.clock()))
-            entry = self._entry(definition, decision, env.type) if decision.changed else None
+            entry = store.entry(definition, decision, env.type) if decision.changed else None
         except Exception as exc:  # the engine cannot take this saga: set it aside
             await self._park(ctx.tx, definition, state, f"{env.type}: {exc!r}")
             return
@@ -195,7 +196,7 @@ class Orchestrator:
                     definition = self.definition(state)
                     state = self._state(definition, state)
                     decision = decide(definition, state, TimedOut(now))
-                    entry = self._entry(definition, decision, "timer") if decision.changed else None
+                    entry = store.entry(definition, decision, "timer") if decision.changed else None
                 except Exception as exc:
                     await self._park_id(conn, row["saga_id"], str(row["step"]), f"timer: {exc!r}")
                     continue
@@ -247,7 +248,7 @@ class Orchestrator:
     async def _operate(self, tx: Connection, state: SagaState, event: Event, what: str) -> None:
         definition = self.definition(state)
         decision = decide(definition, self._state(definition, state), event)
-        saved = await store.save(tx, decision.state, self._entry(definition, decision, what))
+        saved = await store.save(tx, decision.state, store.entry(definition, decision, what))
         await outbox.add(tx, *self._commands(saved, decision, None))
 
     async def _park(
@@ -262,19 +263,7 @@ class Orchestrator:
     async def run_timers(
         self, pool: asyncpg.Pool, stop: asyncio.Event, *, interval: float = 0.2
     ) -> None:
-        while not stop.is_set():
-            try:
-                fired = await self.fire_timers(pool)
-            except Exception:
-                log.exception("timer loop error; continuing")
-                fired = 0
-            if not fired:
-                await sleep_or_stop(stop, interval)
-
-    @staticmethod
-    def _entry(definition: SagaDefinition, decision: Decision, event: str) -> store.LogEntry:
-        step = definition.stage_name(decision.state.step)
-        return store.LogEntry(step, event, decision.note, [c.type for c in decision.commands])
+        await repeat(lambda: self.fire_timers(pool), stop, interval=interval, what="timer")
 
     def _commands(
         self, state: SagaState, decision: Decision, cause: uuid.UUID | None
@@ -297,11 +286,9 @@ def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:
     return definition.stage_name(state.step) if definition is not None else f"#{state.step}"
 
 
-def _validate(definition: SagaDefinition, reply: str, payload: Mapping[str, Any]) -> None:
-    model = definition.reply_model(reply)
-    if model is None:
-        return
+def _check(definition: SagaDefinition, type: str, payload: Mapping[str, Any]) -> None:
+    """A payload that does not fit its model: dead-lettered, never steering a saga."""
     try:
-        model.model_validate(payload)
+        check_payload(definition, type, payload)
     except ValueError as exc:
-        raise MessageError(f"{reply}: invalid payload for {definition.name}: {exc}") from None
+        raise MessageError(str(exc)) from None

@@ -13,7 +13,7 @@ import asyncpg
 
 from sagakit.db import Connection
 from sagakit.errors import ConcurrencyConflict
-from sagakit.saga import SagaState, SagaStatus
+from sagakit.saga import Decision, SagaDefinition, SagaState, SagaStatus
 from sagakit.saga.state import Member, Progress
 
 _COLUMNS = (
@@ -55,6 +55,12 @@ class LogEntry:
     event: str
     note: str
     commands: Sequence[str]
+
+
+def entry(definition: SagaDefinition, decision: Decision, event: str) -> LogEntry:
+    """The log line of ``decision``, taken on ``event``."""
+    step = definition.stage_name(decision.state.step)
+    return LogEntry(step, event, decision.note, [c.type for c in decision.commands])
 
 
 _LOG = """
@@ -100,8 +106,12 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
     return None if version is None else s.evolve(version=version)
 
 
-async def load(tx: Connection, saga_id: str) -> SagaState | None:
-    row = await tx.fetchrow(f"SELECT {_COLUMNS} FROM sagas WHERE saga_id = $1", saga_id)
+async def load(tx: Connection, saga_id: str, *, lock: bool = False) -> SagaState | None:
+    """The saga's state; ``lock``: held until ``tx`` ends."""
+    lock_clause = " FOR UPDATE" if lock else ""
+    row = await tx.fetchrow(
+        f"SELECT {_COLUMNS} FROM sagas WHERE saga_id = $1{lock_clause}", saga_id
+    )
     return from_row(row) if row else None
 
 
@@ -111,7 +121,8 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     version = await tx.fetchval(
         "WITH written AS ("
         " UPDATE sagas SET status = $3, step = $4, attempt = $5, data = $6, reason = $7,"
-        " due_at = $9, members = $15, version = version + 1, updated_at = now(), parked = NULL"
+        " due_at = $9, members = $15, version = version + 1, updated_at = now(), parked = NULL,"
+        " timer_sent_at = NULL"
         # definition, its version and started_at never change; matching them keeps one
         # argument list for both statements.
         " WHERE saga_id = $1 AND version = $2 AND definition = $10 AND started_at = $8"
@@ -232,3 +243,30 @@ async def timeline(
         saga_id,
     )
     return row, list(log)
+
+
+async def due_unannounced(tx: Connection, now: float, limit: int) -> list[asyncpg.Record]:
+    """Sagas whose timer is due and for which no timer event went out in the last
+    ``RESEND_TIMER_AFTER`` seconds, locked for this transaction (replicas skip them)."""
+    return list(
+        await tx.fetch(
+            "SELECT saga_id, definition, definition_version, due_at FROM sagas"
+            " WHERE due_at <= $1 AND parked IS NULL"
+            " AND (timer_sent_at IS NULL OR timer_sent_at < $1 - $3)"
+            " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
+            RESEND_TIMER_AFTER,
+        )
+    )
+
+
+RESEND_TIMER_AFTER = 5.0
+"""Seconds after which a timer event that changed nothing (it met a newer state, or was
+lost with the broker) is published again."""
+
+
+async def timer_announced(tx: Connection, saga_ids: Sequence[str], now: float) -> None:
+    await tx.execute(
+        "UPDATE sagas SET timer_sent_at = $2 WHERE saga_id = ANY($1::text[])", list(saga_ids), now
+    )

@@ -90,7 +90,13 @@ class Runtime:
         from sagakit.runtime.start import start_saga
 
         return await start_saga(
-            tx, definition, data, saga_id=saga_id, key=key, namespace=self.settings.namespace
+            tx,
+            definition,
+            data,
+            saga_id=saga_id,
+            key=key,
+            namespace=self.settings.namespace,
+            choreography=self.service.choreographs(self.mode),
         )
 
     def healthy(self) -> bool:
@@ -147,7 +153,7 @@ def create_app(
         pool = await connect_pool(url, min_size=2, max_size=10)
         sets = [
             MESSAGING,
-            *([SAGAS] if spec.orchestrates else []),
+            *([SAGAS] if spec.keeps_sagas(mode) else []),
             *filter(None, [spec.migrations]),
         ]
         async with pool.acquire() as conn:
@@ -191,7 +197,7 @@ def create_app(
         supervisor.start("relay", relay.run)
         supervisor.start("consumer", consumer.run)
         supervisor.start("inbox-pruning", functools.partial(prune_inbox, rt))
-        for loop in [*spec.background, *(orchestration.LOOPS if spec.orchestrates else ())]:
+        for loop in [*spec.background, *orchestration.loops(spec, mode)]:
             supervisor.start(loop.__name__, functools.partial(loop, rt))
         log.info("%s up (%s mode, database %s)", spec.name, mode, redact(url))
         return rt

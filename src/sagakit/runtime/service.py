@@ -151,21 +151,52 @@ class Service:
     # -- derived -----------------------------------------------------------------------------
     def router(self, mode: Mode, namespace: str) -> Router:
         """The message handlers of this service in ``mode``."""
+        from sagakit.choreography import Choreographer, Participation
         from sagakit.orchestration import Orchestrator
 
         r = self.router_factory(mode, namespace) if self.router_factory else Router(namespace)
+        derived = self.choreographs(mode)
+        commands = {c for d in self.followed for c in d.command_types} if derived else set()
+        parts = {}
         for reg in self.registrations.values():
             model, replies = self._contract(reg)
-            r.add(reg.message_type, reg.handler, model, topic=reg.topic, replies=replies)
-        if self.orchestrates:
-            for route in (
-                Orchestrator(self.orchestrates, namespace=namespace).router().routes.values()
-            ):
-                r.add(route.message_type, route.handler, route.model)
+            if reg.message_type in commands:  # run by the choreographer, from saga events
+                parts[reg.message_type] = Participation(reg.handler, model, replies)
+            else:
+                r.add(reg.message_type, reg.handler, model, topic=reg.topic, replies=replies)
+        if derived:
+            found = Choreographer(self.followed, parts, namespace=namespace).router()
+        elif self.orchestrates:
+            found = Orchestrator(self.orchestrates, namespace=namespace).router()
+        else:
+            return r
+        for route in found.routes.values():
+            r.add(route.message_type, route.handler, route.model, topic=route.topic)
         return r
 
+    @property
+    def followed(self) -> tuple[SagaDefinition, ...]:
+        """The definitions this service takes part in or runs (each version once)."""
+        both = {(d.name, d.version): d for d in (*self.sagas, *self.orchestrates)}
+        return tuple(both.values())
+
+    def choreographs(self, mode: Mode) -> bool:
+        """Whether this service follows its sagas' events itself (choreography derived from
+        the definitions). A service that builds its own router (``router=``) reacts to events
+        by hand in that mode instead."""
+        return mode is Mode.CHOREOGRAPHY and self.router_factory is None and bool(self.followed)
+
+    def keeps_sagas(self, mode: Mode) -> bool:
+        """Whether this service keeps saga state (its own sagas, or its copy of them)."""
+        return bool(self.orchestrates) or self.choreographs(mode)
+
     def message_types(self, mode: Mode) -> tuple[str, ...]:
-        """Every message type this service reads or writes: one topic each."""
+        """Every message type this service reads or writes: one topic each (in derived
+        choreography, saga events share their definition's topic instead)."""
+        if self.choreographs(mode):
+            routes = self.router(mode, "").routes
+            plain = [t for t, r in routes.items() if r.topic == topic_name("", t)]
+            return tuple(dict.fromkeys([*plain, *self.publishes]))
         types = [*self.router(mode, "").routes, *self.publishes]
         for reg in self.registrations.values():
             types += self._contract(reg)[1] or ()
@@ -243,7 +274,7 @@ def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -
         s.check(mode)
     handlers: dict[str, list[str]] = {}
     for s in services:
-        for t in s.router(mode, "").routes:
+        for t in dict.fromkeys([*s.registrations, *s.router(mode, "").routes]):
             handlers.setdefault(t, []).append(s.name)
     problems = []
     owners: dict[str, list[str]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,7 @@ async def start_saga(
     saga_id: str | None = None,
     key: str | None = None,
     namespace: str | None = None,
+    choreography: bool | None = None,
 ) -> str:
     """Start a saga of ``definition`` if and only if ``tx`` commits, and return its id.
 
@@ -59,13 +61,24 @@ async def start_saga(
     orchestrator, whatever its data), else new.
 
     ``namespace`` prefixes the start message's topic; by default the one the process is
-    configured with (``SAGAKIT_NAMESPACE``), as the service's own topics are.
+    configured with (``SAGAKIT_NAMESPACE``), as the service's own topics are. In
+    choreography (by default: ``SAGAKIT_MODE``) the start goes to the definition's saga
+    topic, where every service taking part follows it.
     """
+    from sagakit.choreography import Choreographer
+
     body = start_data(definition, data)
     if namespace is None:
         namespace = Settings.from_env().namespace
+    if choreography is None:
+        choreography = os.environ.get("SAGAKIT_MODE") == "choreography"
     if saga_id is None:
         saga_id = saga_id_for(definition, key) if key is not None else str(uuid.uuid4())
+    if choreography:
+        await Choreographer([definition], {}, namespace=namespace).begin(
+            tx, definition, saga_id, body
+        )
+        return saga_id
     message = new_message(
         definition.starts_on,
         body,

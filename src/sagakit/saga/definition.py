@@ -15,6 +15,7 @@ compensation that undoes it, and its policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -141,6 +142,11 @@ class SagaDefinition:
         if self.version < 1:
             raise ValueError(f"{self.name}: version {self.version} must be >= 1")
         for s in self.all_steps:
+            if s.kind is StepKind.PIVOT and s.compensation is None:
+                raise ValueError(
+                    f"{self.name}.{s.name}: a pivot needs a compensation (when it times out,"
+                    " its outcome is unknown, and the saga turns back)"
+                )
             if s.kind is StepKind.RETRIABLE and s.failure:
                 raise ValueError(f"{self.name}.{s.name}: a retriable step cannot fail")
         types = list(self.reply_types)
@@ -234,3 +240,23 @@ class SagaDefinition:
     def pivot(self) -> int | None:
         """The index of the pivot's stage, if there is one."""
         return next((i for i, st in enumerate(self.stages) if st[0].kind is StepKind.PIVOT), None)
+
+
+def newest(definitions: Sequence[SagaDefinition]) -> dict[str, SagaDefinition]:
+    """The newest version of each definition, by name: what new sagas start on."""
+    out: dict[str, SagaDefinition] = {}
+    for d in sorted(definitions, key=lambda d: d.version):
+        out[d.name] = d
+    return out
+
+
+def check_payload(d: SagaDefinition, type: str, payload: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming ``type`` when ``payload`` does not fit its model (the
+    start's ``data``, or the reply's ``Action.reply``)."""
+    model = d.data if type == d.starts_on else d.reply_model(type)
+    if model is None:
+        return
+    try:
+        model.model_validate(payload)
+    except ValueError as exc:
+        raise ValueError(f"{type}: invalid payload for {d.name}: {exc}") from None

@@ -166,8 +166,14 @@ def decide(d: SagaDefinition, state: SagaState, event: Event) -> Decision:
     if isinstance(event, Resolved):
         if state.status is not SagaStatus.COMPENSATION_FAILED:
             return Decision(state, changed=False, note="only a failed compensation is resolved")
-        done = state.evolve(status=SagaStatus.FAILED, members={}, reason=f"resolved: {event.note}")
-        return Decision(done, note=f"resolved by an operator: {event.note}")
+        # What the compensations could not undo was settled by hand: they count as undone,
+        # and the stages before are undone as usual.
+        settled = {
+            n: Member(Progress.UNDONE, m.attempt, m.tries) if m.progress is Progress.STUCK else m
+            for n, m in state.members.items()
+        }
+        state = state.evolve(members=settled, reason=f"{state.reason}; resolved: {event.note}")
+        return _settle(d, state, event.now, note=f"resolved by an operator: {event.note}")
     return _on_timeout(d, state, event.now)
 
 
@@ -192,6 +198,11 @@ def _on_reply(d: SagaDefinition, state: SagaState, event: Replied) -> Decision:
         # It answered after the saga turned back: undo it as well.
         undo = _undo(d, state, step, event.now)
         return undo.then(_settle(d, undo.state, event.now, note=f"{step.name} done late"))
+    if got is Progress.FAILED and meaning == "done":
+        # An earlier attempt was refused, a later one succeeded: it did happen, undo it.
+        state = state.evolve(data={**state.data, **_data_of(event.payload)})
+        undo = _undo(d, state, step, event.now)
+        return undo.then(_settle(d, undo.state, event.now, note=f"{step.name} done after all"))
     if got is Progress.SENT and meaning == "failed":
         state = _with(state, step.name, Member(Progress.FAILED, member.attempt, member.tries))
         if state.status is SagaStatus.RUNNING:
@@ -248,8 +259,8 @@ def _settle(d: SagaDefinition, state: SagaState, now: float, note: str = "") -> 
     """Once no step of the stage is in flight: on to the stage before, or stop if a
     compensation gave up."""
     progress = [m.progress for m in state.members.values()]
-    if any(p.in_flight for p in progress):
-        return Decision(state, note=note)
+    if any(p.in_flight for p in progress):  # (a late success being undone, say)
+        return Decision(state.evolve(status=SagaStatus.COMPENSATING), note=note)
     if Progress.STUCK in progress:
         return Decision(
             state.evolve(status=SagaStatus.COMPENSATION_FAILED),
@@ -301,26 +312,25 @@ def _on_timeout(d: SagaDefinition, state: SagaState, now: float) -> Decision:
     if state.due_at is None or now < state.due_at:
         return Decision(state, changed=False, note="not due")
     running = state.status is SagaStatus.RUNNING
+    due = [(n, m) for n, m in _in_order(d, state) if m.due_at is not None and m.due_at <= now]
+    # Steps out of attempts turn the saga back: then nothing is sent forward, not even the
+    # re-sends of the others that are due (they are undone when they answer or time out).
+    unknown = [n for n, m in due if running and not _may_resend(d, state, _step(d, n), m, now)]
     decision = Decision(state)
-    unknown = []
-    for name, member in _in_order(d, state):
-        if member.due_at is None or member.due_at > now:
-            continue
+    for name, member in due:
         step, current = _step(d, name), decision.state
         if member.progress is Progress.UNDOING:
             decision = decision.then(_undo_again(d, current, step, member, now, "no answer"))
         elif not running:
             # In flight when the saga turned back, and silent since: undo it as well.
             decision = decision.then(_undo(d, current, step, now))
-        elif _may_resend(d, state, step, member, now):
+        elif not unknown:
             again, command = _send(
                 d, current, step, Progress.SENT, member.attempt + 1, member.tries + 1, now
             )
             decision = decision.then(
                 Decision(_with(current, name, again), (command,), note=f"re-sent {name}")
             )
-        else:
-            unknown.append(name)
     if not running:
         return decision.then(_settle(d, decision.state, now))
     if not unknown:
