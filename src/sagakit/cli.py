@@ -179,8 +179,8 @@ def _sagas(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     server, _ = _endpoints(settings)
     service = _service(args.service)
-    if not service.orchestrates:
-        raise SagakitError(f"{service.name} orchestrates no saga: name the service that does")
+    if not service.keeps_sagas(mode_from_env()):
+        raise SagakitError(f"{service.name} keeps no sagas: name the service orchestrating them")
     url = _service_db(settings, server, args.service)
 
     async def run() -> int:
@@ -204,11 +204,11 @@ def _sagas(args: argparse.Namespace) -> int:
             orchestrator = Orchestrator(service.orchestrates, namespace=settings.namespace)
             who = _operator()
             async with conn.transaction():
-                if service.choreographs(mode_from_env()) and args.action != "resume":
+                if service.choreographs(mode_from_env()):
                     # Every service follows the saga: the decision goes out as an event.
-                    note = args.note if args.action == "resolve" else None
+                    note = args.note if args.action == "resolve" else ""
                     choreo = Choreographer(service.followed, {}, namespace=settings.namespace)
-                    done = await choreo.operate(conn, args.saga_id, note, by=who)
+                    done = await choreo.operate(conn, args.saga_id, args.action, by=who, note=note)
                 elif args.action == "resume":
                     done = await orchestrator.resume(conn, args.saga_id)
                 elif args.action == "retry":

@@ -20,6 +20,7 @@ from sagakit.dev import database_url
 from sagakit.devstack import StackInfo
 from sagakit.messaging import Envelope, MessageContext, codec
 from sagakit.messaging.codec import unpack_headers
+from sagakit.orchestration import store
 from sagakit.saga import Action, SagaDefinition, Step
 
 SAGAS = MigrationSet.from_package("orchestrator", "sagakit.orchestration")
@@ -185,7 +186,7 @@ async def test_timers_and_operators_act_through_events(databases: Callable[[], A
     states = [await f.state("s2") for f in followers]
     assert all(s is not None and s["status"] == "COMPENSATION_FAILED" for s in states), states
     async with tracker.pool.acquire() as conn, conn.transaction():
-        assert await tracker.choreo.operate(conn, "s2", None, by="ada")
+        assert await tracker.choreo.operate(conn, "s2", "retry", by="ada")
         stream.append(_envelope(await conn.fetchrow("DELETE FROM sagakit_outbox RETURNING *")))
     await play(followers, stream, pos)
     assert a.calls[-1] == ("a.undo", 3)
@@ -210,3 +211,26 @@ async def test_a_version_a_follower_does_not_host_is_parked_there_only(
     assert b_state is not None and "v1 is not hosted" in (b_state["parked"] or ""), b_state
     assert b.calls == []
     assert (await tracker.state("s3") or {})["members"]["b"]["progress"] == "sent"
+
+
+async def test_copies_parked_alike_are_taken_back_alike(databases: Callable[[], Any]) -> None:
+    """A saga every copy set aside at the same event (a deterministic failure of the engine
+    on it, simulated here) ignores what follows, everywhere; the operator's resume is an
+    event every copy applies: each takes the saga back and re-sends what is in flight."""
+    followers = await setup(databases, {"a.do": ["", "a.done"], "b.do": ["b.done"]})
+    a, b, tracker = followers
+    stream = [await begin(tracker, "s4")]
+    pos = await play(followers, stream)
+    for f in followers:
+        async with f.pool.acquire() as conn:
+            await store.park(conn, "s4", "a", "the engine could not take it")
+    async with tracker.pool.acquire() as conn, conn.transaction():
+        assert await tracker.choreo.operate(conn, "s4", "resume", by="ada")
+        stream.append(_envelope(await conn.fetchrow("DELETE FROM sagakit_outbox RETURNING *")))
+    await play(followers, stream, pos)
+    assert a.calls == [("a.do", 1), ("a.do", 2)] and b.calls == [("b.do", 1)]
+    states = [await f.state("s4") for f in followers]
+    assert states[0] == states[1] == states[2]
+    assert states[0] is not None and states[0]["status"] == "COMPLETED"
+    events = await tracker.pool.fetch("SELECT event FROM saga_log WHERE saga_id = 's4'")
+    assert "resumed by ada" in [r["event"] for r in events]

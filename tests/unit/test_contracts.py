@@ -135,3 +135,22 @@ def test_sagakit_up_names_a_missing_handler_before_starting_anything(
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "\n" not in err and "'hotel.book' is handled by no service" in err, err
+
+
+def test_in_choreography_each_saga_needs_its_tracker() -> None:
+    check_system([flight.service, hotel.service, car.service, trips.service], Mode.CHOREOGRAPHY)
+    with pytest.raises(ContractError, match="trip: no service tracks it"):
+        check_system([flight.service, hotel.service, car.service], Mode.CHOREOGRAPHY)
+
+
+def test_in_choreography_a_handler_outside_its_saga_is_named() -> None:
+    stray = Service("hotel")  # handles the hotel's commands without sagas=[TRIP]
+
+    @stray.handles("hotel.book")
+    async def book(ctx: MessageContext, trip: Any) -> None: ...
+
+    @stray.handles("hotel.cancel")
+    async def cancel(ctx: MessageContext, ref: Any) -> None: ...
+
+    with pytest.raises(ContractError, match=r"hotel handles 'hotel\.book' of trip but does not"):
+        check_system([flight.service, stray, car.service, trips.service], Mode.CHOREOGRAPHY)

@@ -33,6 +33,7 @@ from sagakit.messaging.retry import Disposition, classify
 from sagakit.orchestration import store
 from sagakit.saga import (
     Command,
+    Decision,
     Replied,
     Resolved,
     Resumed,
@@ -116,60 +117,72 @@ class Choreographer:
     # -- following the stream ------------------------------------------------------------------
     async def on_event(self, ctx: MessageContext, payload: Any) -> None:
         env = ctx.envelope
-        saga_id = env.key
-        named = self.latest.get(env.headers.get(DEFINITION, ""))
-        if named is None:
-            named = self.by_topic.get(env.topic)
+        named = self.latest.get(env.headers.get(DEFINITION, "")) or self.by_topic.get(env.topic)
         if named is None:
             raise MessageError(f"{env.type}: no saga definition hosted here for {env.topic}")
-        now = env.created_at.timestamp()
-        state = await store.load(ctx.tx, saga_id, lock=True)
+        state = await store.load(ctx.tx, env.key, lock=True)
         if env.type == named.starts_on:
-            if state is not None:
-                return  # the same start again
-            version = int(env.headers.get(VERSION) or named.version)
-            found = self.definitions.get((named.name, version))
-            if found is None:
-                await self._park_unhosted(ctx.tx, saga_id, named.name, version, env, now)
-                return
-            definition = found
-            _check(definition, env.type, env.payload)
-            decision = start(definition, Started(saga_id, dict(env.payload), now))
-            saved = await store.insert(
-                ctx.tx, decision.state, store.entry(definition, decision, "start")
+            await self._on_start(ctx, named, state)
+            return
+        if state is None:
+            log.warning("%s for saga %s, which this service never saw start", env.type, env.key)
+            return
+        parked = await store.parked_reason(ctx.tx, env.key) is not None
+        if parked and env.type != resumed_type(named):  # only an operator takes it back
+            await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "ignored: parked")
+            return
+        found = self.definitions.get((state.definition, state.definition_version))
+        if found is None:
+            why = (
+                f"{env.type}: saga definition {state.definition!r}"
+                f" v{state.definition_version} is not hosted here"
             )
-            if saved is None:
-                return
-        else:
+            if not parked:
+                await store.park(ctx.tx, env.key, f"#{state.step}", why)
+            return
+        now = env.created_at.timestamp()
+        try:
+            decision = decide(found, state, _event(found, env, now))
+        except MessageError:
+            raise
+        except Exception as exc:  # the engine cannot take this saga: set it aside
+            await store.park(ctx.tx, env.key, found.stage_name(state.step), repr(exc))
+            return
+        if decision.changed:  # (saving also takes a parked copy back)
+            entry = store.entry(found, decision, _what(found, env))
+            saved = await store.save(ctx.tx, decision.state, entry)
+            await self._run_own(ctx, found, saved, decision)
+
+    async def _on_start(
+        self, ctx: MessageContext, named: SagaDefinition, state: SagaState | None
+    ) -> None:
+        env = ctx.envelope
+        version = int(env.headers.get(VERSION) or named.version)
+        definition = self.definitions.get((named.name, version))
+        now = env.created_at.timestamp()
+        if definition is None:
             if state is None:
-                log.warning("%s for saga %s, which this service never saw start", env.type, saga_id)
-                return
-            if await store.parked_reason(ctx.tx, saga_id) is not None:
-                await store.note(ctx.tx, saga_id, f"#{state.step}", env.type, "ignored: parked")
-                return
-            found = self.definitions.get((state.definition, state.definition_version))
-            if found is None:
-                why = (
-                    f"{env.type}: saga definition {state.definition!r}"
-                    f" v{state.definition_version} is not hosted here"
-                )
-                await store.park(ctx.tx, saga_id, f"#{state.step}", why)
-                return
-            definition = found
-            try:
-                decision = decide(definition, state, _event(definition, env, now))
-            except Exception as exc:  # the engine cannot take this saga: set it aside
-                await store.park(ctx.tx, saga_id, definition.stage_name(state.step), repr(exc))
-                return
-            if not decision.changed:
-                return
-            what = _what(definition, env)
-            saved = await store.save(
-                ctx.tx, decision.state, store.entry(definition, decision, what)
-            )
+                await self._park_unhosted(ctx.tx, env.key, named.name, version, env, now)
+            return
+        _check(definition, env.type, env.payload)
+        decision = start(definition, Started(env.key, dict(env.payload), now))
+        if state is None:
+            entry = store.entry(definition, decision, "start")
+            saved = await store.insert(ctx.tx, decision.state, entry)
+            if saved is not None:
+                await self._run_own(ctx, definition, saved, decision)
+        elif state.version == 1:
+            # Recorded by ``begin`` in this database, with this event's time: the same
+            # decision; only its commands are left to run. (A duplicate start is dropped by
+            # the inbox before it gets here.)
+            await self._run_own(ctx, definition, state, decision)
+
+    async def _run_own(
+        self, ctx: MessageContext, d: SagaDefinition, state: SagaState, decision: Decision
+    ) -> None:
         for command in decision.commands:
             if command.type in self.handlers:
-                await self._run(ctx, definition, saved, command)
+                await self._run(ctx, d, state, command)
 
     async def _park_unhosted(
         self, tx: Connection, saga_id: str, name: str, version: int, env: Envelope, now: float
@@ -220,10 +233,14 @@ class Choreographer:
                 body = part.model.model_validate(command.payload) if part.model else command.payload
                 await part.handler(inner, body)
         except Exception as exc:
-            if classify(exc) is not Disposition.PERMANENT:
-                raise  # the whole event is tried again
+            if classify(exc) is Disposition.OUTAGE:
+                raise  # the whole event waits for the database
+            # Never the event's fault: every other copy applied it, so it must not be
+            # dead-lettered here. The command did not happen; the step times out and the
+            # command is sent again, as a lost one would be.
             log.error("saga %s: %s failed: %r", state.saga_id, command.type, exc)
-            await store.note(ctx.tx, state.saga_id, command.step, command.type, f"failed: {exc!r}")
+            note = f"failed: {exc!r}"[:500]
+            await store.note(ctx.tx, state.saga_id, command.step, command.type, note)
             return
         for message in inner.outgoing:
             ctx.send(message)
@@ -268,26 +285,41 @@ class Choreographer:
     ) -> None:
         await repeat(lambda: self.announce_timers(pool), stop, interval=interval, what="timer")
 
-    async def begin(self, tx: Connection, d: SagaDefinition, saga_id: str, data: Any) -> None:
-        """Start a saga: its start event, written to the outbox in ``tx``."""
-        await outbox.add(
-            tx,
-            self.event(d, d.starts_on, saga_id, data, message_id=derived_id(saga_id, d.starts_on)),
+    async def begin(
+        self, tx: Connection, d: SagaDefinition, saga_id: str, data: Any, *, record: bool = False
+    ) -> bool:
+        """Start a saga: its start event, written to the outbox in ``tx``. ``record``: this
+        database keeps copies (the tracker): the copy is made now, from the event itself,
+        so that a retry finds it at once. False if it was recorded before."""
+        message = self.event(
+            d, d.starts_on, saga_id, data, message_id=derived_id(saga_id, d.starts_on)
         )
-
-    async def operate(self, tx: Connection, saga_id: str, resolve: str | None, *, by: str) -> bool:
-        """An operator's retry (``resolve`` None) or resolution of a saga in
-        ``COMPENSATION_FAILED``, as an event every copy applies. False if the saga is not in
-        that state here."""
-        state = await store.load(tx, saga_id)
-        d = self.definitions.get((state.definition, state.definition_version)) if state else None
-        if state is None or d is None or state.status.value != "COMPENSATION_FAILED":
-            return False
-        if resolve is None:
-            message = self.event(d, resumed_type(d), saga_id, {"by": by})
-        else:
-            message = self.event(d, resolved_type(d), saga_id, {"by": by, "note": resolve})
+        if record:
+            decision = start(d, Started(saga_id, dict(data), message.created_at.timestamp()))
+            if await store.insert(tx, decision.state, store.entry(d, decision, "start")) is None:
+                return False
         await outbox.add(tx, message)
+        return True
+
+    async def operate(
+        self, tx: Connection, saga_id: str, action: str, *, by: str, note: str = ""
+    ) -> bool:
+        """An operator's decision as an event every copy applies: ``resume`` a parked copy
+        (each copy parked for the same cause is taken back, and what is in flight is sent
+        again), ``retry`` or ``resolve`` a saga in ``COMPENSATION_FAILED``. False if this
+        copy is not in the state the action is for."""
+        state = await store.load(tx, saga_id)
+        d = self.latest.get(state.definition) if state else None
+        if state is None or d is None:
+            return False
+        if action == "resume":
+            if await store.parked_reason(tx, saga_id) is None:
+                return False
+        elif state.status is not SagaStatus.COMPENSATION_FAILED:
+            return False
+        kind = resolved_type(d) if action == "resolve" else resumed_type(d)
+        body = {"by": by, "note": note, "action": action}
+        await outbox.add(tx, self.event(d, kind, saga_id, body))
         return True
 
 
@@ -306,7 +338,7 @@ def _what(d: SagaDefinition, env: Envelope) -> str:
     """The event as the saga's timeline names it."""
     by = env.payload.get("by", "an operator")
     if env.type == resumed_type(d):
-        return f"retried by {by}"
+        return f"{'resumed' if env.payload.get('action') == 'resume' else 'retried'} by {by}"
     if env.type == resolved_type(d):
         return f"resolved by {by}"
     return "timer" if env.type == timer_type(d) else env.type

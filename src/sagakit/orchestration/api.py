@@ -168,13 +168,10 @@ def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
         rt = _runtime(request)
         retry = "retry with the same Idempotency-Key" if idempotency_key else "the saga may exist"
         async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
-            if rt.service.choreographs(rt.mode):
-                # The tracker's copy appears once the start event has come back; until
-                # then a retry publishes the same event again (the same message id, which
-                # every follower's inbox drops).
-                created = await store.load(conn, saga_id) is None
-                if created:
-                    await choreographer(rt).begin(conn, definition, saga_id, body)
+            if rt.service.choreographs(rt.mode):  # the tracker records its copy at once
+                created = await choreographer(rt).begin(
+                    conn, definition, saga_id, body, record=True
+                )
             else:
                 created = await orchestrator(rt).begin(conn, definition, saga_id, body)
             if not created and not await store.started_with(conn, saga_id, body):

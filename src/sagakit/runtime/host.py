@@ -96,7 +96,12 @@ class Runtime:
             saga_id=saga_id,
             key=key,
             namespace=self.settings.namespace,
-            choreography=self.service.choreographs(self.mode),
+            # In choreography the start goes to the saga's topic, unless this service
+            # reacts to events by hand (its own router).
+            choreography=self.mode is Mode.CHOREOGRAPHY and self.service.router_factory is None,
+            keep_copy=self.service.choreographs(self.mode)
+            and (definition.name, definition.version)
+            in {(d.name, d.version) for d in self.service.followed},
         )
 
     def healthy(self) -> bool:

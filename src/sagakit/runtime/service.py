@@ -297,5 +297,30 @@ def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -
                 if len(found) != 1:
                     who = " and ".join(found) or "no service"
                     problems.append(f"{d.name}: {command!r} is handled by {who}")
+    if mode is Mode.CHOREOGRAPHY:
+        problems += _choreography_problems(services)
     if problems:
         raise ContractError("; ".join(problems))
+
+
+def _choreography_problems(services: Sequence[Service]) -> list[str]:
+    """In choreography a handler runs only in a service that follows its saga, and each
+    saga needs its tracker (the orchestrating service): without one, no step times out."""
+    problems = []
+    followed = {d.name for s in services if s.choreographs(Mode.CHOREOGRAPHY) for d in s.followed}
+    tracked = {d.name for s in services for d in s.orchestrates}
+    for name in sorted(followed - tracked):
+        problems.append(f"{name}: no service tracks it (orchestrates=) in choreography")
+    for s in services:
+        if s.router_factory is not None:
+            continue  # reacts to events by hand
+        mine = {c for d in s.followed for c in d.command_types}
+        for s2 in services:
+            for d in s2.followed:
+                for command in d.command_types:
+                    if command in s.registrations and command not in mine:
+                        problems.append(
+                            f"{s.name} handles {command!r} of {d.name} but does not list it in"
+                            " sagas= (in choreography it would never run)"
+                        )
+    return sorted(set(problems))

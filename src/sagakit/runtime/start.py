@@ -48,6 +48,7 @@ async def start_saga(
     key: str | None = None,
     namespace: str | None = None,
     choreography: bool | None = None,
+    keep_copy: bool = False,
 ) -> str:
     """Start a saga of ``definition`` if and only if ``tx`` commits, and return its id.
 
@@ -63,7 +64,8 @@ async def start_saga(
     ``namespace`` prefixes the start message's topic; by default the one the process is
     configured with (``SAGAKIT_NAMESPACE``), as the service's own topics are. In
     choreography (by default: ``SAGAKIT_MODE``) the start goes to the definition's saga
-    topic, where every service taking part follows it.
+    topic, where every service taking part follows it (``keep_copy``: the caller's database
+    keeps copies of these sagas, and records this one's now).
     """
     from sagakit.choreography import Choreographer
 
@@ -76,7 +78,7 @@ async def start_saga(
         saga_id = saga_id_for(definition, key) if key is not None else str(uuid.uuid4())
     if choreography:
         await Choreographer([definition], {}, namespace=namespace).begin(
-            tx, definition, saga_id, body
+            tx, definition, saga_id, body, record=keep_copy
         )
         return saga_id
     message = new_message(
