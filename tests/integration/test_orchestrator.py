@@ -231,15 +231,15 @@ def test_a_malformed_start_or_reply_never_reaches_the_engine() -> None:
     """A start message that no participant could act on would start a saga that never
     ends; with the definition's models, the runtime dead-letters it instead."""
     from sagakit.errors import MessageError
-    from sagakit.orchestration.orchestrator import _check
+    from sagakit.saga.definition import check_payload
 
     router = Orchestrator([ORDER_SAGA]).router()
     start = new_message("order.created", {}, key="k")
     with pytest.raises(MessageError):
         router.route(start).parse(start)
     with pytest.raises(MessageError):
-        _check(ORDER_SAGA, "inventory.failed", {})
-    _check(ORDER_SAGA, "inventory.reserved", {"order_id": "k", "amount_cents": 5})
+        check_payload(ORDER_SAGA, "inventory.failed", {})
+    check_payload(ORDER_SAGA, "inventory.reserved", {"order_id": "k", "amount_cents": 5})
 
 
 async def test_a_deploy_keeps_running_sagas_on_their_version(fresh_db: str) -> None:

@@ -45,7 +45,7 @@ from sagakit.saga import (
     decide,
     start,
 )
-from sagakit.saga.definition import check_payload, newest
+from sagakit.saga.definition import check_payload, hosted, newest
 from sagakit.saga.engine import Event
 from sagakit.topics import topic_name
 
@@ -131,14 +131,11 @@ class Choreographer:
         if parked and env.type != resumed_type(named):  # only an operator takes it back
             await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "ignored: parked")
             return
-        found = self.definitions.get((state.definition, state.definition_version))
-        if found is None:
-            why = (
-                f"{env.type}: saga definition {state.definition!r}"
-                f" v{state.definition_version} is not hosted here"
-            )
+        try:
+            found = hosted(self.definitions, state.definition, state.definition_version)
+        except MessageError as exc:
             if not parked:
-                await store.park(ctx.tx, env.key, f"#{state.step}", why)
+                await store.park(ctx.tx, env.key, f"#{state.step}", f"{env.type}: {exc}")
             return
         now = env.created_at.timestamp()
         try:
@@ -158,13 +155,25 @@ class Choreographer:
     ) -> None:
         env = ctx.envelope
         version = int(env.headers.get(VERSION) or named.version)
-        definition = self.definitions.get((named.name, version))
         now = env.created_at.timestamp()
-        if definition is None:
-            if state is None:
-                await self._park_unhosted(ctx.tx, env.key, named.name, version, env, now)
+        try:
+            definition = hosted(self.definitions, named.name, version)
+        except MessageError as exc:
+            if state is None:  # kept, set aside with the reason
+                unhosted = SagaState(
+                    env.key,
+                    named.name,
+                    SagaStatus.RUNNING,
+                    step=0,
+                    data=dict(env.payload),
+                    started_at=now,
+                    definition_version=version,
+                )
+                entry = store.LogEntry("#0", "start", "", [])
+                if await store.insert(ctx.tx, unhosted, entry) is not None:
+                    await store.park(ctx.tx, env.key, "#0", str(exc))
             return
-        _check(definition, env.type, env.payload)
+        check_payload(definition, env.type, env.payload)
         decision = start(definition, Started(env.key, dict(env.payload), now))
         if state is None:
             entry = store.entry(definition, decision, "start")
@@ -183,24 +192,6 @@ class Choreographer:
         for command in decision.commands:
             if command.type in self.handlers:
                 await self._run(ctx, d, state, command)
-
-    async def _park_unhosted(
-        self, tx: Connection, saga_id: str, name: str, version: int, env: Envelope, now: float
-    ) -> None:
-        """A saga of a version not hosted here: kept, set aside with the reason."""
-        state = SagaState(
-            saga_id,
-            name,
-            SagaStatus.RUNNING,
-            step=0,
-            data=dict(env.payload),
-            started_at=now,
-            definition_version=version,
-        )
-        entry = store.LogEntry("#0", "start", "", [])
-        if await store.insert(tx, state, entry) is not None:
-            why = f"saga definition {name!r} v{version} is not hosted here"
-            await store.park(tx, saga_id, "#0", why)
 
     async def _run(
         self, ctx: MessageContext, d: SagaDefinition, state: SagaState, command: Command
@@ -330,7 +321,7 @@ def _event(d: SagaDefinition, env: Envelope, now: float) -> Event:
         return Resumed(now)
     if env.type == resolved_type(d):
         return Resolved(str(env.payload.get("note", "")), now)
-    _check(d, env.type, env.payload)
+    check_payload(d, env.type, env.payload)
     return Replied(env.type, env.payload, now)
 
 
@@ -342,14 +333,6 @@ def _what(d: SagaDefinition, env: Envelope) -> str:
     if env.type == resolved_type(d):
         return f"resolved by {by}"
     return "timer" if env.type == timer_type(d) else env.type
-
-
-def _check(d: SagaDefinition, type: str, payload: Mapping[str, Any]) -> None:
-    """A start or reply that does not fit its model: dead-lettered by every follower alike."""
-    try:
-        check_payload(d, type, payload)
-    except ValueError as exc:
-        raise MessageError(str(exc)) from None
 
 
 __all__ = ["Choreographer", "Participation", "event_types", "saga_topic"]

@@ -32,7 +32,7 @@ from sagakit.saga import (
     decide,
     start,
 )
-from sagakit.saga.definition import check_payload, newest
+from sagakit.saga.definition import check_payload, hosted, newest
 from sagakit.saga.engine import Event
 from sagakit.topics import topic_name
 
@@ -76,15 +76,7 @@ class Orchestrator:
 
     def definition(self, state: SagaState) -> SagaDefinition:
         """The definition (and version) ``state`` runs on; a clear error if not hosted."""
-        found = self.definitions.get((state.definition, state.definition_version))
-        if found is None:
-            hosted = sorted(v for n, v in self.definitions if n == state.definition)
-            versions = ", ".join(f"v{v}" for v in hosted) or "none"
-            raise MessageError(
-                f"saga definition {state.definition!r} v{state.definition_version} is not"
-                f" hosted here (versions hosted: {versions})"
-            )
-        return found
+        return hosted(self.definitions, state.definition, state.definition_version)
 
     def _state(self, definition: SagaDefinition, state: SagaState) -> SagaState:
         """``state``, checked against its definition (a saga at a step the definition does
@@ -168,7 +160,7 @@ class Orchestrator:
             except MessageError as exc:
                 await self._park(ctx.tx, None, state, f"{env.type}: {exc}")
             return
-        _check(definition, env.type, env.payload)
+        check_payload(definition, env.type, env.payload)
         try:
             state = self._state(definition, state)
             decision = decide(definition, state, Replied(env.type, env.payload, self.clock()))
@@ -284,11 +276,3 @@ class Orchestrator:
 
 def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:
     return definition.stage_name(state.step) if definition is not None else f"#{state.step}"
-
-
-def _check(definition: SagaDefinition, type: str, payload: Mapping[str, Any]) -> None:
-    """A payload that does not fit its model: dead-lettered, never steering a saga."""
-    try:
-        check_payload(definition, type, payload)
-    except ValueError as exc:
-        raise MessageError(str(exc)) from None

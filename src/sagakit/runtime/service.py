@@ -311,16 +311,14 @@ def _choreography_problems(services: Sequence[Service]) -> list[str]:
     tracked = {d.name for s in services for d in s.orchestrates}
     for name in sorted(followed - tracked):
         problems.append(f"{name}: no service tracks it (orchestrates=) in choreography")
+    saga_of = {c: d.name for s in services for d in s.followed for c in d.command_types}
     for s in services:
         if s.router_factory is not None:
             continue  # reacts to events by hand
         mine = {c for d in s.followed for c in d.command_types}
-        for s2 in services:
-            for d in s2.followed:
-                for command in d.command_types:
-                    if command in s.registrations and command not in mine:
-                        problems.append(
-                            f"{s.name} handles {command!r} of {d.name} but does not list it in"
-                            " sagas= (in choreography it would never run)"
-                        )
-    return sorted(set(problems))
+        for command in s.registrations.keys() & saga_of.keys() - mine:
+            problems.append(
+                f"{s.name} handles {command!r} of {saga_of[command]} but does not list it in"
+                " sagas= (in choreography it would never run)"
+            )
+    return sorted(problems)

@@ -18,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
+
+from sagakit.errors import MessageError
 
 
 class StepKind(StrEnum):
@@ -160,15 +163,24 @@ class SagaDefinition:
                 f"{self.name}: {self.starts_on!r} starts the saga; it cannot be a step's"
             )
 
-    @property
+    @cached_property
     def stages(self) -> tuple[Stage, ...]:
         """The steps sent together, in order (a lone step is a stage of one)."""
         return tuple(s.steps if isinstance(s, Parallel) else (s,) for s in self.steps)
 
-    @property
+    @cached_property
     def all_steps(self) -> tuple[Step, ...]:
         """Every step, group members in place."""
         return tuple(s for stage in self.stages for s in stage)
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each step's place in :attr:`all_steps`, by name."""
+        return {s.name: i for i, s in enumerate(self.all_steps)}
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        return self.all_steps[self.positions[name]]
 
     def stage_name(self, index: int) -> str:
         """The step's name, or the group's."""
@@ -250,13 +262,27 @@ def newest(definitions: Sequence[SagaDefinition]) -> dict[str, SagaDefinition]:
     return out
 
 
+def hosted(
+    definitions: Mapping[tuple[str, int], SagaDefinition], name: str, version: int
+) -> SagaDefinition:
+    """Version ``version`` of ``name`` among ``definitions`` (keyed by name and version);
+    :class:`MessageError` saying which versions are hosted when it is not."""
+    found = definitions.get((name, version))
+    if found is None:
+        versions = ", ".join(f"v{v}" for n, v in sorted(definitions) if n == name) or "none"
+        raise MessageError(
+            f"saga definition {name!r} v{version} is not hosted here (versions hosted: {versions})"
+        )
+    return found
+
+
 def check_payload(d: SagaDefinition, type: str, payload: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming ``type`` when ``payload`` does not fit its model (the
-    start's ``data``, or the reply's ``Action.reply``)."""
+    """Raise :class:`MessageError` (dead-lettered, never steering a saga) naming ``type``
+    when ``payload`` does not fit its model (the start's ``data``, or ``Action.reply``)."""
     model = d.data if type == d.starts_on else d.reply_model(type)
     if model is None:
         return
     try:
         model.model_validate(payload)
     except ValueError as exc:
-        raise ValueError(f"{type}: invalid payload for {d.name}: {exc}") from None
+        raise MessageError(f"{type}: invalid payload for {d.name}: {exc}") from None

@@ -251,7 +251,7 @@ def _turn_back(d: SagaDefinition, state: SagaState, reason: str, now: float) -> 
     decision = Decision(state, note=f"compensating: {reason}")
     for name, member in _in_order(d, state):
         if member.progress is Progress.DONE:
-            decision = decision.then(_undo(d, decision.state, _step(d, name), now))
+            decision = decision.then(_undo(d, decision.state, d.step(name), now))
     return decision.then(_settle(d, decision.state, now))
 
 
@@ -289,7 +289,7 @@ def _on_resume(d: SagaDefinition, state: SagaState, now: float) -> Decision:
     state = state.evolve(status=_resumed_status(state))
     decision = Decision(state, note="resumed")
     for name, member in _in_order(d, state):
-        step, current = _step(d, name), decision.state
+        step, current = d.step(name), decision.state
         if member.progress is Progress.SENT and not running:
             decision = decision.then(_undo(d, current, step, now))  # outcome unknown
         elif member.progress in (Progress.SENT, Progress.UNDOING, Progress.STUCK):
@@ -315,10 +315,10 @@ def _on_timeout(d: SagaDefinition, state: SagaState, now: float) -> Decision:
     due = [(n, m) for n, m in _in_order(d, state) if m.due_at is not None and m.due_at <= now]
     # Steps out of attempts turn the saga back: then nothing is sent forward, not even the
     # re-sends of the others that are due (they are undone when they answer or time out).
-    unknown = [n for n, m in due if running and not _may_resend(d, state, _step(d, n), m, now)]
+    unknown = [n for n, m in due if running and not _may_resend(d, state, d.step(n), m, now)]
     decision = Decision(state)
     for name, member in due:
-        step, current = _step(d, name), decision.state
+        step, current = d.step(name), decision.state
         if member.progress is Progress.UNDOING:
             decision = decision.then(_undo_again(d, current, step, member, now, "no answer"))
         elif not running:
@@ -364,12 +364,7 @@ def _past_pivot(d: SagaDefinition, state: SagaState) -> bool:
 def _in_order(d: SagaDefinition, state: SagaState) -> list[tuple[str, Member]]:
     """The stage's members in the definition's order (commands go out in that order,
     whatever order the stored state kept them in)."""
-    order = {s.name: i for i, s in enumerate(d.all_steps)}
-    return sorted(state.members.items(), key=lambda item: order.get(item[0], -1))
-
-
-def _step(d: SagaDefinition, name: str) -> Step:
-    return next(s for s in d.all_steps if s.name == name)
+    return sorted(state.members.items(), key=lambda item: d.positions.get(item[0], -1))
 
 
 def _data_of(payload: Mapping[str, Any]) -> dict[str, Any]:
