@@ -8,11 +8,13 @@ import json
 import sys
 from collections.abc import Sequence
 
-from examples.shop.system import services_for
+from examples.shop.saga import Flow
+from examples.shop.system import SERVICES
 from sagakit import Mode, SagakitError, Settings
 from sagakit.dev import DevStack, Fleet
 
 MODES = [m.value for m in Mode]
+FLOWS = [f.value for f in Flow]
 
 
 def _ports(base: int) -> dict[str, int]:
@@ -26,6 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
     result = asyncio.run(
         run_demo(
             Mode(args.mode),
+            Flow(args.flow),
             args.orders,
             rate=args.rate,
             keep_running=args.keep_running,
@@ -47,6 +50,7 @@ def _bench(args: argparse.Namespace) -> int:
     result = asyncio.run(
         run_bench(
             Mode(args.mode),
+            Flow(args.flow),
             duration=args.duration,
             warmup=args.warmup,
             rate=args.rate,
@@ -70,10 +74,11 @@ def _up(args: argparse.Namespace) -> int:
     fleet = Fleet(
         info,
         settings,
-        services_for(Mode(args.mode)),
+        SERVICES,
         _ports(args.port_base),
         mode=Mode(args.mode),
         log_dir=settings.home / "logs",
+        env={"SHOP_FLOW": args.flow},
     )
     asyncio.run(fleet.start())
     return run_until_stopped(fleet, keep_stack=args.keep_stack)
@@ -98,12 +103,16 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+FLOW_HELP = "reserve-first (seed 000: reserve, pay, sell) or pay-first (seed 001: pay, sell)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m examples.shop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="start everything and run orders through every path")
     demo.add_argument("--mode", choices=MODES, default="orchestration")
+    demo.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
     demo.add_argument("--orders", type=int, default=300)
     demo.add_argument("--rate", type=float, default=60.0, help="orders per second")
     demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
@@ -113,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure throughput (closed loop) or latency (--rate)")
     bench.add_argument("--mode", choices=MODES, default="orchestration")
+    bench.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
     bench.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     bench.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
     bench.add_argument("--rate", type=float, help="open loop at this many orders/s")
@@ -124,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the stack and the shop's services; Ctrl-C stops them")
     up.add_argument("--mode", choices=MODES, default="orchestration")
+    up.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
     up.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
     up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
     up.set_defaults(func=_up)

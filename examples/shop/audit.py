@@ -3,7 +3,7 @@ service databases.
 
 - stock is conserved per product: initial = available + reserved + sold;
 - per customer, charged - refunded = the sum of their CONFIRMED orders' amounts (customers
-  with a PENDING or CANCELLING order are skipped: their saga is still moving money);
+  with a PENDING order are skipped: their saga is still moving money);
 - each CONFIRMED order has exactly one kept payment of its amount and one committed
   reservation;
 - each CANCELLED order holds no stock and no money.
@@ -74,8 +74,7 @@ async def audit(server_url: str, settings: Settings) -> AuditReport:
     reservation = {r["order_id"]: r["status"] for r in reservations}
     payment = {p["order_id"]: p for p in payments}
     confirmed_total: Counter[str] = Counter()
-    unsettled = ("PENDING", "CANCELLING")
-    pending_customers = {o["customer_id"] for o in orders if o["status"] in unsettled}
+    pending_customers = {o["customer_id"] for o in orders if o["status"] == "PENDING"}
     for o in orders:
         oid, status = o["order_id"], o["status"]
         pay, res = payment.get(oid), reservation.get(oid)

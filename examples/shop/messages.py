@@ -1,4 +1,5 @@
-"""Payloads of the order flow's messages, shared by every service and both modes."""
+"""Payloads of the order flows' messages, shared by every service, both flows and both modes.
+A command carries the saga's data so far: the order as placed, and what replies added."""
 
 from __future__ import annotations
 
@@ -28,13 +29,11 @@ class OrderDetails(OrderRef):
     """Why the saga is compensating, when it is."""
 
 
-class Priced(OrderDetails):
-    amount_cents: http.Integer = Field(ge=0)
-
-
 class Placed(OrderDetails):
-    """``order.created``: the amount is known when the order service has the product's
-    price (replicated from ``product.updated``); None otherwise."""
+    """What an order saga starts with (and, grown by the replies, what each command
+    carries). The amount is known when the order service has the product's price
+    (replicated from ``product.updated``), else None; reserve-first prices the order when
+    it reserves the stock."""
 
     amount_cents: Cents | None = None
 
@@ -48,6 +47,10 @@ class ProductPriced(BaseModel):
     """Bumped by every change of the product: replicas keep the newest only."""
 
 
-class Outcome(OrderRef):
-    reason: str | None = None
-    amount_cents: int | None = None
+class Outcome(BaseModel):
+    """What a participant answers: a failure's reason, the amount a reservation priced."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reason: http.SafeText | None = None
+    amount_cents: Cents | None = None

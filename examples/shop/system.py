@@ -1,10 +1,10 @@
-"""The shop's processes: which services run in each mode, and on which ports."""
+"""The shop's processes and their ports. The same four run in both modes: orchestrated, the
+orchestrator drives the sagas; choreographed, the participants drive them from the saga's
+events and the orchestrator tracks them (timeline, timeouts, ``GET /sagas``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from sagakit import Mode
 
 SERVICES: Mapping[str, str] = {
     "order": "examples.shop.order:service",
@@ -18,11 +18,3 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "payment": 8003,
     "orchestrator": 8004,
 }
-
-
-def services_for(mode: Mode) -> dict[str, str]:
-    """Choreography needs no orchestrator."""
-    names: tuple[str, ...] = ("order", "inventory", "payment")
-    if mode is Mode.ORCHESTRATION:
-        names = (*names, "orchestrator")
-    return {n: SERVICES[n] for n in names}

@@ -4,6 +4,7 @@ namespace of their own (topics, groups, databases), once per saga mode."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.shop.system import services_for
+from examples.shop.system import SERVICES
+from examples.trip.system import SERVICES as TRIP_SERVICES
 
 from sagakit.config import Settings
 from sagakit.devstack import StackInfo
@@ -22,35 +24,80 @@ from sagakit.runtime.host import Mode
 MODES = [Mode.ORCHESTRATION, Mode.CHOREOGRAPHY]
 
 
-@pytest.fixture(scope="session", params=MODES, ids=lambda m: m.value)
-async def fleet(
-    request: pytest.FixtureRequest, stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Fleet]:
-    mode: Mode = request.param
+def shop_fleet(stack: StackInfo, mode: Mode, log_dir: Path) -> Fleet:
+    """The shop's four services in ``mode``, in a namespace of their own (orchestrated, the
+    orchestrator runs twice: replicas must not double anything)."""
     settings = Settings(
         namespace=f"e2e{uuid.uuid4().hex[:8]}",
         session_timeout_ms=3000,
         fetch_max_wait_ms=20,
     )
-    ports = {name: free_port() for name in ("order", "inventory", "payment", "orchestrator")}
+    ports = {name: free_port() for name in SERVICES}
     replicas = {"orchestrator": 2} if mode is Mode.ORCHESTRATION else {}
     if replicas:  # the second orchestrator takes its port + 10
         ports["orchestrator"] = free_port_base(10)
-    fleet = Fleet(
+    return Fleet(
         stack,
         settings,
-        services_for(mode),
+        SERVICES,
         ports,
         mode=mode,
         env={"SAGAKIT_STUCK_AFTER_S": "2"},
         replicas=replicas,
-        log_dir=Path(tmp_path_factory.mktemp(f"logs-{mode.value}")),
+        log_dir=log_dir,
     )
-    await fleet.start(timeout=90)
+
+
+@contextlib.asynccontextmanager
+async def started(fleets: dict[Mode, Fleet]) -> AsyncIterator[dict[Mode, Fleet]]:
+    """Both modes' fleets, started side by side, stopped at the end."""
     try:
-        yield fleet
+        await asyncio.gather(*(f.start(timeout=120) for f in fleets.values()))
+        yield fleets
     finally:
-        fleet.stop()
+        for f in fleets.values():
+            f.stop()
+
+
+@pytest.fixture(scope="session")
+async def shop_fleets(
+    stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[Mode, Fleet]]:
+    """The shop in each mode, both up for the rest of the session: a scenario can run in
+    both and compare what each left behind."""
+    fleets = {
+        m: shop_fleet(stack, m, Path(tmp_path_factory.mktemp(f"logs-{m.value}"))) for m in MODES
+    }
+    async with started(fleets) as up:
+        yield up
+
+
+@pytest.fixture(scope="session")
+async def trip_fleets(
+    stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[Mode, Fleet]]:
+    """The trip's services in each mode: orchestrated by the agency, or choreographed from
+    the same definition (the agency then tracks the sagas: timeline, timers, HTTP)."""
+    fleets = {}
+    for m in MODES:
+        settings = Settings(
+            namespace=f"trip{uuid.uuid4().hex[:8]}", session_timeout_ms=3000, fetch_max_wait_ms=20
+        )
+        fleets[m] = Fleet(
+            stack,
+            settings,
+            TRIP_SERVICES,
+            {name: free_port() for name in TRIP_SERVICES},
+            mode=m,
+            log_dir=Path(tmp_path_factory.mktemp(f"trip-logs-{m.value}")),
+        )
+    async with started(fleets) as up:
+        yield up
+
+
+@pytest.fixture(params=MODES, ids=lambda m: m.value)
+def fleet(request: pytest.FixtureRequest, shop_fleets: dict[Mode, Fleet]) -> Fleet:
+    return shop_fleets[request.param]
 
 
 def free_port_base(*offsets: int) -> int:
@@ -99,14 +146,22 @@ class Shop:
         return cid
 
     async def order(
-        self, customer: str, product: str, quantity: int, key: str | None = None
+        self,
+        customer: str,
+        product: str,
+        quantity: int,
+        key: str | None = None,
+        flow: str | None = None,
     ) -> str:
         headers = {"Idempotency-Key": key} if key else {}
-        r = await self.http.post(
-            f"{self.fleet.url('order')}/orders",
-            json={"customer_id": customer, "product_id": product, "quantity": quantity},
-            headers=headers,
-        )
+        body: dict[str, object] = {
+            "customer_id": customer,
+            "product_id": product,
+            "quantity": quantity,
+        }
+        if flow is not None:
+            body["flow"] = flow
+        r = await self.http.post(f"{self.fleet.url('order')}/orders", json=body, headers=headers)
         assert r.status_code == 202, r.text
         assert r.json()["status"] == "PENDING"
         return str(r.json()["order_id"])
@@ -122,7 +177,7 @@ class Shop:
         async with asyncio.timeout(timeout):
             while True:
                 order = await self.get("order", f"/orders/{order_id}")
-                if order["status"] not in ("PENDING", "CANCELLING"):
+                if order["status"] != "PENDING":
                     return order
                 await asyncio.sleep(0.05)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from examples.shop.saga import ORDER_SAGA
+from examples.shop.saga import RESERVE_FIRST
 
 from sagakit.db import MigrationSet, migrate
 from sagakit.errors import ConcurrencyConflict
@@ -47,11 +47,11 @@ async def commands(pool: asyncpg.Pool) -> list[tuple[str, str]]:
 
 async def test_two_replicas_fire_each_timer_once(fresh_db: str) -> None:
     clock = Clock()
-    orch = Orchestrator([ORDER_SAGA], clock=clock)
+    orch = Orchestrator([RESERVE_FIRST], clock=clock)
     pools = [await asyncpg.create_pool(fresh_db, min_size=1, max_size=2) for _ in range(2)]
     ids = await start_sagas(pools[0], orch, 300)
     assert len(await commands(pools[0])) == 300  # one inventory.reserve each
-    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    clock.now += RESERVE_FIRST.steps[1].timeout + 0.1
 
     async def replica(pool: asyncpg.Pool) -> int:
         fired = 0
@@ -70,7 +70,7 @@ async def test_two_replicas_fire_each_timer_once(fresh_db: str) -> None:
 
 async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: str) -> None:
     clock = Clock()
-    orch = Orchestrator([ORDER_SAGA], clock=clock)
+    orch = Orchestrator([RESERVE_FIRST], clock=clock)
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     [saga_id] = await start_sagas(pool, orch, 1)
 
@@ -109,7 +109,7 @@ async def test_unanswered_payment_is_refunded_released_and_cancelled(fresh_db: s
 
 
 async def test_stale_writes_conflict(fresh_db: str) -> None:
-    orch = Orchestrator([ORDER_SAGA], clock=Clock())
+    orch = Orchestrator([RESERVE_FIRST], clock=Clock())
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     [saga_id] = await start_sagas(pool, orch, 1)
     async with pool.acquire() as conn:
@@ -128,12 +128,12 @@ async def test_a_saga_that_cannot_be_processed_is_parked_and_the_rest_go_on(
     """A deploy dropped a step one saga is at: its timer and its replies park it (with the
     reason, in its log); every other saga's timer still fires, and nothing loops."""
     clock = Clock()
-    orch = Orchestrator([ORDER_SAGA], clock=clock)
+    orch = Orchestrator([RESERVE_FIRST], clock=clock)
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     ids = await start_sagas(pool, orch, 5)
     broken, *healthy = ids
     await pool.execute("UPDATE sagas SET step = 99 WHERE saga_id = $1", broken)
-    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    clock.now += RESERVE_FIRST.steps[1].timeout + 0.1
     assert await orch.fire_timers(pool) == 5
     assert await orch.fire_timers(pool) == 0, "the parked saga's timer stopped"
     resent = [k for t, k in (await commands(pool))[5:]]
@@ -167,12 +167,14 @@ async def test_a_saga_whose_definition_is_not_hosted_is_parked_and_the_rest_go_o
     """A deploy dropped (or renamed) a definition with sagas in flight: its sagas are set
     aside with the reason, where an operator sees them; the other sagas' timers fire."""
     clock = Clock()
-    orch = Orchestrator([ORDER_SAGA], clock=clock)
-    other = Orchestrator([replace(ORDER_SAGA, name="other", starts_on="other.start")], clock=clock)
+    orch = Orchestrator([RESERVE_FIRST], clock=clock)
+    other = Orchestrator(
+        [replace(RESERVE_FIRST, name="other", starts_on="other.start")], clock=clock
+    )
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     orphan, healthy = await start_sagas(pool, orch, 2)
     await pool.execute("UPDATE sagas SET definition = 'gone' WHERE saga_id = $1", orphan)
-    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    clock.now += RESERVE_FIRST.steps[1].timeout + 0.1
     assert await orch.fire_timers(pool) == 2
     row = await pool.fetchrow("SELECT parked, due_at FROM sagas WHERE saga_id = $1", orphan)
     assert "'gone' v1 is not hosted" in row["parked"] and row["due_at"] is None
@@ -188,7 +190,7 @@ async def test_a_saga_whose_definition_is_not_hosted_is_parked_and_the_rest_go_o
 
 
 async def test_a_second_start_with_other_data_is_noted_and_ignored(fresh_db: str) -> None:
-    orch = Orchestrator([ORDER_SAGA], clock=Clock())
+    orch = Orchestrator([RESERVE_FIRST], clock=Clock())
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     [saga_id] = await start_sagas(pool, orch, 1)
     await start_sagas(pool, orch, 1)  # the same start again: a duplicate, nothing noted
@@ -205,7 +207,7 @@ async def test_a_second_start_with_other_data_is_noted_and_ignored(fresh_db: str
 
 
 async def test_finished_sagas_and_their_log_are_pruned_in_batches(fresh_db: str) -> None:
-    orch = Orchestrator([ORDER_SAGA], clock=Clock())
+    orch = Orchestrator([RESERVE_FIRST], clock=Clock())
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     ids = await start_sagas(pool, orch, 7)
     await pool.execute(
@@ -233,13 +235,13 @@ def test_a_malformed_start_or_reply_never_reaches_the_engine() -> None:
     from sagakit.errors import MessageError
     from sagakit.saga.definition import check_payload
 
-    router = Orchestrator([ORDER_SAGA]).router()
+    router = Orchestrator([RESERVE_FIRST]).router()
     start = new_message("order.created", {}, key="k")
     with pytest.raises(MessageError):
         router.route(start).parse(start)
     with pytest.raises(MessageError):
-        check_payload(ORDER_SAGA, "inventory.failed", {})
-    check_payload(ORDER_SAGA, "inventory.reserved", {"order_id": "k", "amount_cents": 5})
+        check_payload(RESERVE_FIRST, "inventory.reserved", {"amount_cents": -5})
+    check_payload(RESERVE_FIRST, "inventory.reserved", {"order_id": "k", "amount_cents": 5})
 
 
 async def test_a_deploy_keeps_running_sagas_on_their_version(fresh_db: str) -> None:
@@ -247,12 +249,12 @@ async def test_a_deploy_keeps_running_sagas_on_their_version(fresh_db: str) -> N
     sagas start on v2; a saga of a version no longer hosted is parked with the reason, and
     the others' timers still fire."""
     clock = Clock()
-    v1 = Orchestrator([ORDER_SAGA], clock=clock)
+    v1 = Orchestrator([RESERVE_FIRST], clock=clock)
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     old, dropped = await start_sagas(pool, v1, 2)
     await pool.execute("UPDATE sagas SET definition_version = 7 WHERE saga_id = $1", dropped)
-    v2_def = replace(ORDER_SAGA, version=2, deadline=99.0)
-    both = Orchestrator([ORDER_SAGA, v2_def], clock=clock)
+    v2_def = replace(RESERVE_FIRST, version=2, deadline=99.0)
+    both = Orchestrator([RESERVE_FIRST, v2_def], clock=clock)
     env = new_message("order.created", {"order_id": "new"}, key="new")
     async with pool.acquire() as conn, conn.transaction():
         ctx = MessageContext(env, conn, "orchestrator")
@@ -260,7 +262,7 @@ async def test_a_deploy_keeps_running_sagas_on_their_version(fresh_db: str) -> N
         await ctx.flush()
     versions = dict(await pool.fetch("SELECT saga_id, definition_version FROM sagas"))
     assert versions == {old: 1, dropped: 7, "new": 2}
-    clock.now += ORDER_SAGA.steps[1].timeout + 0.1
+    clock.now += RESERVE_FIRST.steps[1].timeout + 0.1
     assert await both.fire_timers(pool) == 3
     row = await pool.fetchrow("SELECT parked, due_at FROM sagas WHERE saga_id = $1", dropped)
     assert "'order' v7 is not hosted here (versions hosted: v1, v2)" in row["parked"]
@@ -274,7 +276,7 @@ async def test_a_compensation_out_of_attempts_waits_for_an_operator(fresh_db: st
     COMPENSATION_FAILED (no timer, counted); an operator retries it or resolves it with a
     note, each recorded in its log with who did it."""
     clock = Clock()
-    orch = Orchestrator([ORDER_SAGA], clock=clock)
+    orch = Orchestrator([RESERVE_FIRST], clock=clock)
     pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
     stuck, other = await start_sagas(pool, orch, 2)
     for saga_id in (stuck, other):
@@ -283,7 +285,7 @@ async def test_a_compensation_out_of_attempts_waits_for_an_operator(fresh_db: st
             ctx = MessageContext(env, conn, "orchestrator")
             await orch.on_reply(ctx, env.payload)
             await ctx.flush()
-    budget = ORDER_SAGA.steps[0].compensation_attempts
+    budget = RESERVE_FIRST.steps[0].compensation_attempts
     for _ in range(budget):
         clock.now += 1000
         await orch.fire_timers(pool)

@@ -72,7 +72,9 @@ def test_a_command_handled_twice_is_named() -> None:
 
 def _context(svc: Service, command: str) -> tuple[MessageContext, Any]:
     """The context and parsed payload the runtime would give the handler of ``command``."""
-    route = svc.router(Mode.ORCHESTRATION, "").routes[command]
+    (route,) = [
+        r for r in svc.router(Mode.ORCHESTRATION, "").routes.values() if r.message_type == command
+    ]
     payload = {
         "saga_id": "s-1",
         "traveller": "Ada",

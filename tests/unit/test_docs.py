@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from examples.shop.saga import ORDER_SAGA
+from examples.shop.saga import RESERVE_FIRST
 
 from sagakit.saga.diagram import mermaid
 
@@ -18,12 +18,12 @@ def test_orchestration_doc_shows_the_current_saga_definition() -> None:
         r"<!-- diagram:start -->\n```mermaid\n(.*?)```\n<!-- diagram:end -->", doc, re.S
     )
     assert block is not None
-    assert block.group(1) == mermaid(ORDER_SAGA, started_by="order.created")
+    assert block.group(1) == mermaid(RESERVE_FIRST, started_by="order.created")
 
 
 def test_diagram_has_every_command_and_reply() -> None:
-    chart = mermaid(ORDER_SAGA)
-    for name in (*ORDER_SAGA.command_types, *ORDER_SAGA.reply_types):
+    chart = mermaid(RESERVE_FIRST)
+    for name in (*RESERVE_FIRST.command_types, *RESERVE_FIRST.reply_types):
         assert name in chart
 
 

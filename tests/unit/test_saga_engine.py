@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
-from examples.shop.saga import ORDER_SAGA
+from examples.shop.saga import RESERVE_FIRST
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +27,7 @@ from sagakit.saga import (
 )
 from sagakit.saga.engine import RESEND_BACKOFF_CAP
 
-D = ORDER_SAGA
+D = RESERVE_FIRST
 DATA = {"order_id": "o1", "product_id": "p1", "quantity": 2, "customer_id": "c1"}
 
 

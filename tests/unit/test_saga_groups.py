@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
-from examples.shop.saga import ORDER_SAGA
+from examples.shop.saga import RESERVE_FIRST
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,10 +165,10 @@ def test_groups_are_validated() -> None:
 
 DEFINITIONS = {
     "trip": TRIP,
-    "order": ORDER_SAGA,
+    "order": RESERVE_FIRST,
     "order-small-budgets": replace(
-        ORDER_SAGA,
-        steps=tuple(replace(s, compensation_attempts=2) for s in ORDER_SAGA.all_steps),
+        RESERVE_FIRST,
+        steps=tuple(replace(s, compensation_attempts=2) for s in RESERVE_FIRST.all_steps),
     ),
 }
 OPERATOR = ("resume", "resolve")

@@ -64,7 +64,8 @@ async def _refuse(
 
 
 async def release(tx: Connection, order_id: str, product_id: str) -> None:
-    """Give reserved stock back. Nothing reserved: leave a tombstone so that a late
+    """Give reserved stock back, or sold stock (a sale whose answer never came: pay-first
+    undoes it when the step timed out). Nothing reserved: leave a tombstone so that a late
     reservation for this order is refused."""
     row = await tx.fetchrow(
         "SELECT status, product_id, quantity FROM reservations WHERE order_id = $1 FOR UPDATE",
@@ -78,12 +79,11 @@ async def release(tx: Connection, order_id: str, product_id: str) -> None:
             product_id,
         )
         return
-    if row["status"] == "COMMITTED":
-        raise SagakitError(f"order {order_id}: stock already sold, cannot release")
-    if row["status"] != "RESERVED":
+    if row["status"] not in ("RESERVED", "COMMITTED"):
         return
+    held = "reserved" if row["status"] == "RESERVED" else "sold"
     await tx.execute(
-        "UPDATE products SET available = available + $2, reserved = reserved - $2"
+        f"UPDATE products SET available = available + $2, {held} = {held} - $2"
         " WHERE product_id = $1",
         row["product_id"],
         row["quantity"],

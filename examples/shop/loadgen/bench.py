@@ -24,6 +24,7 @@ from examples.shop.loadgen.resources import Sampler
 from examples.shop.loadgen.scenario import Shop, pick, seed
 from examples.shop.loadgen.session import running_shop
 from examples.shop.loadgen.stats import Summary
+from examples.shop.saga import Flow
 from sagakit import Mode
 from sagakit.dev import Fleet, database_url
 
@@ -31,6 +32,7 @@ from sagakit.dev import Fleet, database_url
 @dataclass
 class BenchResult:
     mode: str
+    flow: str
     loop: str
     duration_s: float
     warmup_s: float
@@ -56,6 +58,7 @@ def outcome(s: Settled) -> str:
 
 async def run_bench(
     mode: Mode,
+    flow: Flow,
     *,
     duration: float,
     warmup: float,
@@ -66,13 +69,14 @@ async def run_bench(
 ) -> BenchResult:
     result = BenchResult(
         mode.value,
+        flow.value,
         "open" if rate else "closed",
         duration,
         warmup,
         rate,
         None if rate else concurrency,
     )
-    async with running_shop("bench", mode, ports=ports) as (info, fleet):
+    async with running_shop("bench", mode, flow, ports=ports) as (info, fleet):
         client = ShopClient(
             {n: sp.url for n, sp in fleet.processes.items()}, connections=max(64, concurrency)
         )

@@ -19,6 +19,7 @@ from examples.shop.loadgen.observer import Observer
 from examples.shop.loadgen.scenario import EXPECTED, PATHS, pick, seed
 from examples.shop.loadgen.session import running_shop
 from examples.shop.loadgen.stats import Summary
+from examples.shop.saga import Flow
 from sagakit import Mode
 from sagakit.dev import database_url
 
@@ -26,6 +27,7 @@ from sagakit.dev import database_url
 @dataclass
 class DemoResult:
     mode: Mode
+    flow: Flow
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     latency: dict[str, Summary] = field(default_factory=dict)
     overall: Summary | None = None
@@ -36,6 +38,7 @@ class DemoResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode.value,
+            "flow": self.flow.value,
             "outcomes": {p: dict(c) for p, c in self.outcomes.items()},
             "latency_ms": {p: asdict(s) for p, s in self.latency.items()},
             "overall_ms": asdict(self.overall) if self.overall else None,
@@ -52,6 +55,7 @@ class DemoResult:
 
 async def run_demo(
     mode: Mode,
+    flow: Flow,
     orders: int,
     *,
     keep_running: bool = False,
@@ -61,12 +65,15 @@ async def run_demo(
     ports: dict[str, int] | None = None,
 ) -> DemoResult:
     console = console or Console()
-    result = DemoResult(mode)
+    result = DemoResult(mode, flow)
     rng = random.Random(seed_value)
-    shop_ctx = running_shop("demo", mode, ports=ports)
+    shop_ctx = running_shop("demo", mode, flow, ports=ports)
     async with shop_ctx as (info, fleet):
         urls = {name: sp.url for name, sp in fleet.processes.items()}
-        console.print(f"[bold]sagakit demo[/] - {mode.value} mode, {orders} orders at {rate:g}/s")
+        console.print(
+            f"[bold]sagakit demo[/] - {flow.value} flow, {mode.value} mode,"
+            f" {orders} orders at {rate:g}/s"
+        )
         for name, url in urls.items():
             console.print(f"  {name:<13} {url}")
         client = ShopClient(urls)
@@ -134,7 +141,9 @@ async def _until_interrupted() -> None:
 
 
 def render(result: DemoResult, console: Console) -> None:
-    table = Table(title=f"Outcomes ({result.mode.value}), latency from POST to settled")
+    table = Table(
+        title=f"Outcomes ({result.flow.value}, {result.mode.value}), latency from POST to settled"
+    )
     for col in ("path", "orders", "CONFIRMED", "CANCELLED", "p50 ms", "p99 ms"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for path in PATHS:
@@ -151,7 +160,7 @@ def render(result: DemoResult, console: Console) -> None:
         o = result.overall
         table.add_row("all", str(o.count), "", "", f"{o.p50:.0f}", f"{o.p99:.0f}", style="bold")
     console.print(table)
-    if result.mode is Mode.CHOREOGRAPHY:
+    if result.flow is Flow.PAY_FIRST:
         console.print(f"refunded after stock-outs: {result.refunded_cents / 100:.2f}")
     if result.unexpected:
         console.print(f"[red]{len(result.unexpected)} unexpected outcome(s)[/], e.g.")

@@ -11,7 +11,8 @@ from examples.shop.loadgen.bench import BenchResult
 def render_bench(r: BenchResult, console: Console) -> None:
     how = f"open loop at {r.rate:g}/s" if r.rate else f"closed loop, {r.concurrency} clients"
     console.print(
-        f"[bold]{r.mode}[/], {how}: {r.duration_s:g} s measured after {r.warmup_s:g} s warm-up"
+        f"[bold]{r.flow}, {r.mode}[/], {how}:"
+        f" {r.duration_s:g} s measured after {r.warmup_s:g} s warm-up"
     )
     console.print(
         f"sent {r.sent}, completed {r.completed}: [bold]{r.sagas_per_s:g} sagas/s[/]"

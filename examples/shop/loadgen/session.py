@@ -11,7 +11,8 @@ from dataclasses import replace
 import asyncpg
 
 from examples.shop import SERVICE_DATABASES
-from examples.shop.system import DEFAULT_PORTS, services_for
+from examples.shop.saga import Flow
+from examples.shop.system import DEFAULT_PORTS, SERVICES
 from sagakit import Mode, Settings
 from sagakit.dev import DevStack, Fleet, StackInfo
 
@@ -29,6 +30,7 @@ async def recreate_databases(server_url: str, names: tuple[str, ...]) -> None:
 async def running_shop(
     namespace: str,
     mode: Mode,
+    flow: Flow = Flow.RESERVE_FIRST,
     *,
     env: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
@@ -41,11 +43,11 @@ async def running_shop(
     fleet = Fleet(
         info,
         settings,
-        services_for(mode),
+        SERVICES,
         dict(ports or DEFAULT_PORTS),
         mode=mode,
         log_dir=base.home / "logs" / namespace,
-        env=dict(env or {}),
+        env={"SHOP_FLOW": flow.value, **(env or {})},
     )
     try:
         names = tuple(settings.database(d) for d in SERVICE_DATABASES.values())

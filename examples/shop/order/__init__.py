@@ -1,19 +1,50 @@
-"""The order service: takes orders over HTTP and starts their sagas."""
+"""The order service: takes orders over HTTP and starts their sagas (in the flow each order
+names), confirms or cancels them when its saga says so, and keeps a replica of prices."""
+
+from __future__ import annotations
 
 from examples.shop import SERVICE_DATABASES
-from examples.shop.order.api import routes
-from examples.shop.order.handlers import router
+from examples.shop.messages import Placed, ProductPriced
+from examples.shop.order.api import default_flow, routes
+from examples.shop.order.lifecycle import OrderStatus, transition
 from examples.shop.order.stuck import watch
-from examples.shop.saga import ORDER_SAGA
-from sagakit import Service
+from examples.shop.saga import FLOWS
+from sagakit import MessageContext, Service
 
 service = Service(
     "order",
     database=SERVICE_DATABASES["order"],
     migrations="examples.shop.order",
-    sagas=[ORDER_SAGA],
-    publishes=[ORDER_SAGA.starts_on],
+    sagas=FLOWS,
     routes=routes,
-    router=router,
     background=[watch],
 )
+default_flow()  # a SHOP_FLOW that names no flow stops the service at start-up
+
+
+@service.handles("order.confirm", Placed, replies=("order.confirmed",))
+async def confirm(ctx: MessageContext, cmd: Placed) -> None:
+    await transition(ctx.tx, cmd.order_id, OrderStatus.CONFIRMED, amount_cents=cmd.amount_cents)
+    await ctx.reply("order.confirmed")
+
+
+@service.handles("order.cancel", Placed, replies=("order.cancelled",))
+async def cancel(ctx: MessageContext, cmd: Placed) -> None:
+    await transition(ctx.tx, cmd.order_id, OrderStatus.CANCELLED, reason=cmd.reason)
+    await ctx.reply("order.cancelled")
+
+
+@service.handles("product.updated", ProductPriced)
+async def price_changed(ctx: MessageContext, event: ProductPriced) -> None:
+    """Apply only a newer version: events of one product can arrive out of order (a batch
+    re-sent after a partial failure, a dead letter replayed later)."""
+    await ctx.tx.execute(
+        "INSERT INTO prices (product_id, price_cents, version) VALUES ($1, $2, $3)"
+        " ON CONFLICT (product_id) DO UPDATE SET price_cents = EXCLUDED.price_cents,"
+        " version = EXCLUDED.version, updated_at = now() WHERE prices.version < EXCLUDED.version"
+        # events from before versions existed (0) replace each other as they always did
+        " OR (prices.version = 0 AND EXCLUDED.version = 0)",
+        event.product_id,
+        event.price_cents,
+        event.version,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,8 +15,8 @@ from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from examples.shop.order.lifecycle import OrderStatus
 from examples.shop.order.stuck import STUCK, stuck_after
-from examples.shop.saga import ORDER_SAGA
-from sagakit import Runtime, http
+from examples.shop.saga import Flow
+from sagakit import ConfigError, Runtime, http
 
 routes = APIRouter()
 
@@ -23,11 +25,16 @@ class OrderIn(http.StrictBody):
     customer_id: http.Identifier
     product_id: http.Identifier
     quantity: http.Integer = Field(gt=0, le=1_000_000)
+    flow: Flow | None = Field(
+        default=None,
+        description="the saga that runs the order; default: the service's SHOP_FLOW",
+    )
 
 
 class OrderAccepted(BaseModel):
     order_id: str
     status: OrderStatus
+    flow: Flow
 
 
 class OrderOut(BaseModel):
@@ -38,6 +45,7 @@ class OrderOut(BaseModel):
     product_id: str
     quantity: int
     amount_cents: int | None = None
+    flow: Flow
     created_at: datetime
     updated_at: datetime
 
@@ -98,6 +106,7 @@ async def place_order(
     each customer has keys of their own."""
     rt = Runtime.of(request)
     order_id = str(uuid.uuid4())
+    flow = body.flow or default_flow()
     retry = (
         "retry with the same Idempotency-Key"
         if idempotency_key
@@ -106,13 +115,14 @@ async def place_order(
     async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
         inserted = await conn.fetchval(
             "INSERT INTO orders (order_id, customer_id, product_id, quantity, status,"
-            " idempotency_key) VALUES ($1, $2, $3, $4, 'PENDING', $5)"
+            " idempotency_key, flow) VALUES ($1, $2, $3, $4, 'PENDING', $5, $6)"
             " ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING true",
             order_id,
             body.customer_id,
             body.product_id,
             body.quantity,
             idempotency_key,
+            flow,
         )
         if not inserted:
             row = await conn.fetchrow(
@@ -121,19 +131,32 @@ async def place_order(
                 idempotency_key,
             )
             assert row is not None
-            if (row["product_id"], row["quantity"]) != (body.product_id, body.quantity):
+            if (row["product_id"], row["quantity"]) != (body.product_id, body.quantity) or (
+                body.flow is not None and body.flow != row["flow"]
+            ):
                 raise HTTPException(
                     409, "this customer used the Idempotency-Key for a different order"
                 )
-            return OrderAccepted(order_id=row["order_id"], status=row["status"])
+            return OrderAccepted(order_id=row["order_id"], status=row["status"], flow=row["flow"])
         price = await conn.fetchval(
             "SELECT price_cents FROM prices WHERE product_id = $1", body.product_id
         )
         amount = None if price is None else int(price) * body.quantity
-        placed = {"order_id": order_id, **body.model_dump(), "amount_cents": amount}
-        await rt.start_saga(conn, ORDER_SAGA, placed, saga_id=order_id)
+        placed = {"order_id": order_id, **body.model_dump(exclude={"flow"}), "amount_cents": amount}
+        await rt.start_saga(conn, flow.definition, placed, saga_id=order_id)
     rt.relay.wake()
-    return OrderAccepted(order_id=order_id, status=OrderStatus.PENDING)
+    return OrderAccepted(order_id=order_id, status=OrderStatus.PENDING, flow=flow)
+
+
+@functools.cache
+def default_flow() -> Flow:
+    """The flow of an order that names none: ``SHOP_FLOW`` (default reserve-first)."""
+    raw = os.environ.get("SHOP_FLOW") or Flow.RESERVE_FIRST.value
+    try:
+        return Flow(raw)
+    except ValueError:
+        names = ", ".join(f.value for f in Flow)
+        raise ConfigError(f"SHOP_FLOW={raw!r}: use one of {names}") from None
 
 
 @routes.get(

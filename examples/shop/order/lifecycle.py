@@ -1,18 +1,12 @@
-"""The order's state machine. Only these transitions exist; anything else (a late, duplicate
-or reordered event) is refused, so an order cannot end up confirmed after it was cancelled.
+"""The order's state machine. Only these transitions exist; anything else (a late or
+duplicate command) is refused, so an order cannot end up confirmed after it was cancelled.
 
     PENDING ──confirm──▶ CONFIRMED
        │
-       ├──cancel──▶ CANCELLED
-       │                ▲
-       └──cancelling──▶ CANCELLING ──(money back)──┘
+       └──cancel──▶ CANCELLED
 
-CANCELLING (choreography only): stock ran out after the payment was taken; the order waits
-for its refund before it is CANCELLED. An event that arrives after a later one superseded it
-(``inventory.failed`` after the refund already cancelled the order) is ignored.
-
-While PENDING or CANCELLING the order is locked by its saga (a semantic lock): nothing but
-the saga's events changes it.
+While PENDING the order is locked by its saga (a semantic lock): nothing but the saga
+changes it.
 """
 
 from __future__ import annotations
@@ -24,7 +18,6 @@ from sagakit import Connection, SagakitError
 
 class OrderStatus(StrEnum):
     PENDING = "PENDING"
-    CANCELLING = "CANCELLING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
 
@@ -34,18 +27,10 @@ class OrderStatus(StrEnum):
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset(
-        {OrderStatus.CONFIRMED, OrderStatus.CANCELLING, OrderStatus.CANCELLED}
-    ),
-    OrderStatus.CANCELLING: frozenset({OrderStatus.CANCELLED}),
+    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED}),
     OrderStatus.CONFIRMED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
 }
-
-SUPERSEDED: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.CANCELLED: frozenset({OrderStatus.CANCELLING}),
-}
-"""Targets that a state has already gone past: moving there again is a late event."""
 
 
 class IllegalTransition(SagakitError):
@@ -60,14 +45,14 @@ async def transition(
     reason: str | None = None,
     amount_cents: int | None = None,
 ) -> bool:
-    """Move the order to ``to``. True if it moved, False if it already was there or past it
-    (a duplicate or late event). Raises :class:`IllegalTransition` for anything else."""
+    """Move the order to ``to``. True if it moved, False if it already was there (a command
+    sent again). Raises :class:`IllegalTransition` for anything else."""
     current = await tx.fetchval(
         "SELECT status FROM orders WHERE order_id = $1 FOR UPDATE", order_id
     )
     if current is None:
         raise IllegalTransition(f"no order {order_id}")
-    if current == to or to in SUPERSEDED.get(OrderStatus(current), ()):
+    if current == to:
         return False
     if to not in TRANSITIONS[OrderStatus(current)]:
         raise IllegalTransition(f"order {order_id}: {current} -> {to} is not allowed")

@@ -1,6 +1,6 @@
-"""Stuck-saga detection: an order unsettled (PENDING or CANCELLING) for longer than
-``SAGAKIT_STUCK_AFTER_S`` seconds (default 60) is reported in the log, counted in
-``/health`` and ``/metrics``, and listed by ``GET /orders?stuck=true``."""
+"""Stuck-saga detection: an order still PENDING after ``SAGAKIT_STUCK_AFTER_S`` seconds
+(default 60) is reported in the log, counted in ``/health`` and ``/metrics``, and listed
+by ``GET /orders?stuck=true``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sagakit import ConfigError, Runtime
 
 log = logging.getLogger(__name__)
 
-STUCK = "status IN ('PENDING', 'CANCELLING') AND created_at < now() - make_interval(secs => ${})"
+STUCK = "status = 'PENDING' AND created_at < now() - make_interval(secs => ${})"
 """SQL condition for a stuck order; format it with the number of the parameter holding the
 deadline in seconds."""
 

@@ -10,6 +10,10 @@ service = Service("flight", database="trip_flight", migrations="examples.trip.fl
 
 @service.handles("flight.book", replies=("flight.booked", "flight.unavailable"))
 async def book(ctx: MessageContext, trip: Trip) -> None:
+    if trip.origin == trip.destination:  # a refusal changes nothing
+        reason = f"no flights from {trip.origin} to itself"
+        await ctx.reply("flight.unavailable", {"reason": reason})
+        return
     # ctx.tx also records the command as handled: a redelivered command finds its row.
     await ctx.tx.execute(
         "INSERT INTO flights (trip_id, status, traveller, route, depart)"

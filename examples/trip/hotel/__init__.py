@@ -8,10 +8,16 @@ from examples.trip.saga import TRIP, Trip, TripRef
 from sagakit import MessageContext, Service
 
 service = Service("hotel", database="trip_hotel", migrations="examples.trip.hotel", sagas=[TRIP])
+MAX_NIGHTS = 14
+"""Longer stays are refused (hotel.unavailable), and the trip is undone."""
 
 
 @service.handles("hotel.book", replies=("hotel.booked", "hotel.unavailable"))
 async def book(ctx: MessageContext, trip: Trip) -> None:
+    if trip.nights > MAX_NIGHTS:  # a refusal changes nothing
+        reason = f"no rooms for {trip.nights} nights in {trip.destination}"
+        await ctx.reply("hotel.unavailable", {"reason": reason})
+        return
     await ctx.tx.execute(
         "INSERT INTO rooms (trip_id, status, guest, city, check_in, check_out)"
         " VALUES ($1, 'BOOKED', $2, $3, $4, $5) ON CONFLICT (trip_id) DO NOTHING",

@@ -105,12 +105,13 @@ class Route:
 
 
 class Router:
-    """Handlers by message type. Each type is read from the topic of the same name,
-    prefixed with ``namespace`` when one is set."""
+    """Handlers by topic and message type. Each type is read from the topic of the same
+    name, prefixed with ``namespace`` when one is set, unless it names another topic (a
+    type may then have a handler on each of several topics)."""
 
     def __init__(self, namespace: str = "") -> None:
         self.namespace = namespace
-        self.routes: dict[str, Route] = {}
+        self.routes: dict[tuple[str, str], Route] = {}
 
     def handles(
         self, type: str, model: type[M] | None = None, *, topic: str | None = None
@@ -135,17 +136,22 @@ class Router:
         topic: str | None = None,
         replies: tuple[str, ...] | None = None,
     ) -> None:
-        if type in self.routes:
-            raise ValueError(f"a handler for {type!r} is already registered")
         topic = topic or topic_name(self.namespace, type)
-        self.routes[type] = Route(type, topic, model, handler, replies)
+        if (topic, type) in self.routes:
+            raise ValueError(f"a handler for {type!r} on {topic} is already registered")
+        self.routes[topic, type] = Route(type, topic, model, handler, replies)
 
     @property
     def topics(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.topic for r in self.routes.values()))
 
+    @property
+    def types(self) -> tuple[str, ...]:
+        """The message types handled, each once."""
+        return tuple(dict.fromkeys(r.message_type for r in self.routes.values()))
+
     def route(self, envelope: Envelope) -> Route:
-        route = self.routes.get(envelope.type)
+        route = self.routes.get((envelope.topic, envelope.type))
         if route is None:
-            raise MessageError(f"no handler for message type {envelope.type!r}")
+            raise MessageError(f"no handler for message type {envelope.type!r} on {envelope.topic}")
         return route

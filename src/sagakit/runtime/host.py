@@ -96,9 +96,7 @@ class Runtime:
             saga_id=saga_id,
             key=key,
             namespace=self.settings.namespace,
-            # In choreography the start goes to the saga's topic, unless this service
-            # reacts to events by hand (its own router).
-            choreography=self.mode is Mode.CHOREOGRAPHY and self.service.router_factory is None,
+            choreography=self.mode is Mode.CHOREOGRAPHY,  # the start goes to the saga's topic
             keep_copy=self.service.choreographs(self.mode)
             and (definition.name, definition.version)
             in {(d.name, d.version) for d in self.service.followed},

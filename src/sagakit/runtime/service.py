@@ -76,7 +76,6 @@ class Service:
     - ``orchestrates``: definitions whose sagas this service runs (state in its database,
       timers, ``GET /sagas``, ``POST /sagas/{name}/start``).
     - ``publishes``: message types it sends besides replies (their topics are created).
-    - ``router``: advanced: a function building handlers per mode and namespace.
     - ``gauges``: metric name -> SQL returning one number, read at each scrape.
     """
 
@@ -89,7 +88,6 @@ class Service:
         sagas: Sequence[SagaDefinition] = (),
         orchestrates: Sequence[SagaDefinition] = (),
         publishes: Sequence[str] = (),
-        router: Callable[[Mode, str], Router] | None = None,
         routes: APIRouter | None = None,
         background: Sequence[Background] = (),
         gauges: Mapping[str, str] | None = None,
@@ -109,7 +107,6 @@ class Service:
         self.sagas = tuple(sagas)
         self.orchestrates = tuple(orchestrates)
         self.publishes = tuple(publishes)
-        self.router_factory = router
         self.routes = routes or APIRouter()
         """HTTP endpoints of this service: add yours with ``service.routes.post(...)``."""
         self.background: list[Background] = list(background)
@@ -154,7 +151,7 @@ class Service:
         from sagakit.choreography import Choreographer, Participation
         from sagakit.orchestration import Orchestrator
 
-        r = self.router_factory(mode, namespace) if self.router_factory else Router(namespace)
+        r = Router(namespace)
         derived = self.choreographs(mode)
         commands = {c for d in self.followed for c in d.command_types} if derived else set()
         parts = {}
@@ -182,9 +179,8 @@ class Service:
 
     def choreographs(self, mode: Mode) -> bool:
         """Whether this service follows its sagas' events itself (choreography derived from
-        the definitions). A service that builds its own router (``router=``) reacts to events
-        by hand in that mode instead."""
-        return mode is Mode.CHOREOGRAPHY and self.router_factory is None and bool(self.followed)
+        the definitions)."""
+        return mode is Mode.CHOREOGRAPHY and bool(self.followed)
 
     def keeps_sagas(self, mode: Mode) -> bool:
         """Whether this service keeps saga state (its own sagas, or its copy of them)."""
@@ -194,10 +190,10 @@ class Service:
         """Every message type this service reads or writes: one topic each (in derived
         choreography, saga events share their definition's topic instead)."""
         if self.choreographs(mode):
-            routes = self.router(mode, "").routes
-            plain = [t for t, r in routes.items() if r.topic == topic_name("", t)]
+            routes = self.router(mode, "").routes.values()
+            plain = [r.message_type for r in routes if r.topic == topic_name("", r.message_type)]
             return tuple(dict.fromkeys([*plain, *self.publishes]))
-        types = [*self.router(mode, "").routes, *self.publishes]
+        types = [*self.router(mode, "").types, *self.publishes]
         for reg in self.registrations.values():
             types += self._contract(reg)[1] or ()
         for d in self.orchestrates:
@@ -223,31 +219,33 @@ class Service:
         self.router(mode, "")  # duplicate handlers, orchestrator clashes
 
     def _contract(self, reg: Registration) -> tuple[type[BaseModel] | None, tuple[str, ...] | None]:
-        """The model and the allowed replies of a registration, checked against the
-        definitions the service takes part in."""
+        """The model and the allowed replies of a registration, checked against every
+        definition the service takes part in that sends the command (a reply must mean
+        something to each of them)."""
+        model, allowed = reg.model, None
         for d in self.sagas:
             found = d.action_for(reg.message_type)
             if found is None:
                 continue
             step, action = found
-            model = reg.model or action.payload
+            model = model or action.payload
             if action.payload is not None and model is not action.payload:
                 taken = getattr(model, "__name__", model)
                 raise ContractError(
                     f"handler of {reg.message_type!r} takes {taken}, but saga {d.name!r}"
                     f" (step {step.name}) sends {action.payload.__name__}"
                 )
-            allowed = d.replies_to(reg.message_type)
-            unknown = [r for r in reg.replies if r not in allowed]
+            known = d.replies_to(reg.message_type)
+            unknown = [r for r in reg.replies if r not in known]
             if unknown:
                 named = ", ".join(map(repr, unknown))
                 raise ContractError(
                     f"handler of {reg.message_type!r} declares reply {named},"
                     f" which saga {d.name!r} does not know (step {step.name} expects"
-                    f" {', '.join(allowed)})"
+                    f" {', '.join(known)})"
                 )
-            return model, reg.replies or allowed
-        return reg.model, reg.replies or None
+            allowed = tuple(r for r in (known if allowed is None else allowed) if r in known)
+        return model, reg.replies or allowed
 
     # -- running -----------------------------------------------------------------------------
     def app(self, settings: Any = None, *, on_fatal: Callable[[], None] = lambda: None) -> FastAPI:
@@ -274,7 +272,7 @@ def check_system(services: Sequence[Service], mode: Mode = Mode.ORCHESTRATION) -
         s.check(mode)
     handlers: dict[str, list[str]] = {}
     for s in services:
-        for t in dict.fromkeys([*s.registrations, *s.router(mode, "").routes]):
+        for t in dict.fromkeys([*s.registrations, *s.router(mode, "").types]):
             handlers.setdefault(t, []).append(s.name)
     problems = []
     owners: dict[str, list[str]] = {}
@@ -313,8 +311,6 @@ def _choreography_problems(services: Sequence[Service]) -> list[str]:
         problems.append(f"{name}: no service tracks it (orchestrates=) in choreography")
     saga_of = {c: d.name for s in services for d in s.followed for c in d.command_types}
     for s in services:
-        if s.router_factory is not None:
-            continue  # reacts to events by hand
         mine = {c for d in s.followed for c in d.command_types}
         for command in s.registrations.keys() & saga_of.keys() - mine:
             problems.append(
