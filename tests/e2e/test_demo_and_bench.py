@@ -40,14 +40,20 @@ async def run_cli(
     return proc.returncode, out.decode()
 
 
-@pytest.mark.parametrize("mode", ["orchestration", "choreography"])
-async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "flow"), [("orchestration", "reserve-first"), ("choreography", "pay-first")]
+)
+async def test_demo_exercises_every_path(
+    stack: StackInfo, tmp_path: Path, mode: str, flow: str
+) -> None:
     report = tmp_path / "demo.json"
     code, out = await run_cli(
         stack,
         "demo",
         "--mode",
         mode,
+        "--flow",
+        flow,
         "--orders",
         "60",
         "--json",
@@ -64,12 +70,13 @@ async def test_demo_exercises_every_path(stack: StackInfo, tmp_path: Path, mode:
     assert set(outcomes["declined payment"]) == {"CANCELLED"}
     assert sum(sum(c.values()) for c in outcomes.values()) == 60
     assert result["unexpected"] == [] and result["check_clean"] is True
-    if mode == "choreography":
-        assert result["refunded_cents"] > 0, "choreography refunds the stock-outs"
+    if flow == "pay-first":
+        assert result["refunded_cents"] > 0, "pay-first refunds the stock-outs"
     else:
-        assert result["refunded_cents"] == 0, "orchestration reserves before it charges"
+        assert result["refunded_cents"] == 0, "reserve-first reserves before it charges"
     assert result["overall_ms"]["count"] == 60 and result["overall_ms"]["p50"] > 0
-    assert "invariants hold" in out and f"Outcomes ({mode})" in out
+    assert result["mode"] == mode and result["flow"] == flow
+    assert "invariants hold" in out and f"Outcomes ({flow}, {mode})" in out
 
 
 async def test_bench_smoke_reports_sane_figures(stack: StackInfo, tmp_path: Path) -> None:

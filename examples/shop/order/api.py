@@ -27,6 +27,7 @@ class OrderIn(http.StrictBody):
     quantity: http.Integer = Field(gt=0, le=1_000_000)
     flow: Flow | None = Field(
         default=None,
+        strict=False,  # its JSON string names the member
         description="the saga that runs the order; default: the service's SHOP_FLOW",
     )
 
