@@ -45,8 +45,12 @@ async def aiokafka_bench(bootstrap: str) -> dict[str, float]:
     throughput = N / (time.perf_counter() - began)
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"g-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=20,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
     )
     await consumer.start()
     seen = 0
@@ -73,8 +77,14 @@ async def confluent_bench(bootstrap: str) -> dict[str, float]:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, [topic], 3)
     loop = asyncio.get_running_loop()
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
-                         "partitioner": "murmur2_random"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 2,
+            "partitioner": "murmur2_random",
+        }
+    )
     pending: list[asyncio.Future[None]] = []
 
     def delivered(fut: asyncio.Future[None]):  # type: ignore[no-untyped-def]
@@ -82,6 +92,7 @@ async def confluent_bench(bootstrap: str) -> dict[str, float]:
             loop.call_soon_threadsafe(
                 fut.set_exception if err else fut.set_result, err if err else None
             )
+
         return callback
 
     async def poller(stop: asyncio.Event) -> None:
@@ -96,17 +107,28 @@ async def confluent_bench(bootstrap: str) -> dict[str, float]:
         pending.append(fut)
         while True:
             try:
-                producer.produce(topic, PAYLOAD, key=str(i % 100).encode(),
-                                 headers=[("h", b"v")], on_delivery=delivered(fut))
+                producer.produce(
+                    topic,
+                    PAYLOAD,
+                    key=str(i % 100).encode(),
+                    headers=[("h", b"v")],
+                    on_delivery=delivered(fut),
+                )
                 break
             except BufferError:
                 await asyncio.sleep(0.001)
     await asyncio.gather(*pending)
     throughput = N / (time.perf_counter() - began)
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 20})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 20,
+        }
+    )
     consumer.subscribe([topic])
     seen = 0
     while seen < N:
@@ -115,8 +137,9 @@ async def confluent_bench(bootstrap: str) -> dict[str, float]:
     for _ in range(200):
         fut = loop.create_future()
         sent = time.perf_counter()
-        producer.produce(topic, PAYLOAD, key=b"lat", headers=[("h", b"v")],
-                         on_delivery=delivered(fut))
+        producer.produce(
+            topic, PAYLOAD, key=b"lat", headers=[("h", b"v")], on_delivery=delivered(fut)
+        )
         await fut
         got: list[object] = []
         while not got:

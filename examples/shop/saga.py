@@ -69,8 +69,8 @@ PAY_FIRST = SagaDefinition(
             "sell_stock",
             Action("inventory.sell", "inventory.sold", reply=Outcome),
             failure=("inventory.failed",),
-            # a sale that timed out may have happened: the release gives the stock back
-            compensation=Action("inventory.release", "inventory.released", reply=Outcome),
+            # a sale that timed out may have happened: restocking gives it back
+            compensation=Action("inventory.restock", "inventory.restocked", reply=Outcome),
             kind=StepKind.PIVOT,
         ),
         CONFIRM_ORDER,

@@ -156,3 +156,56 @@ def test_in_choreography_a_handler_outside_its_saga_is_named() -> None:
 
     with pytest.raises(ContractError, match=r"hotel handles 'hotel\.book' of trip but does not"):
         check_system([flight.service, stray, car.service, trips.service], Mode.CHOREOGRAPHY)
+
+
+def _two_sagas_sharing(done_a: str, done_b: str) -> Service:
+    from sagakit import Action, SagaDefinition, Step
+
+    def saga(name: str, done: str) -> SagaDefinition:
+        return SagaDefinition(
+            name, steps=(Step("first"), Step("act", Action("x.do", done), failure=("x.no",)))
+        )
+
+    svc = Service("x", sagas=[saga("a", done_a), saga("b", done_b)])
+
+    @svc.handles("x.do")
+    async def do(ctx: MessageContext, cmd: Any) -> None: ...
+
+    return svc
+
+
+def test_a_command_two_sagas_send_alike_serves_both() -> None:
+    svc = _two_sagas_sharing("x.done", "x.done")
+    svc.check()
+    (route,) = [
+        r for r in svc.router(Mode.ORCHESTRATION, "").routes.values() if r.message_type == "x.do"
+    ]
+    assert route.replies == ("x.done", "x.no")
+
+
+def test_a_command_two_sagas_expect_different_replies_to_is_named() -> None:
+    """No reply could mean success to both: the handler would fail one saga every time."""
+    svc = _two_sagas_sharing("x.done", "x.ok")
+    with pytest.raises(ContractError) as err:
+        svc.check()
+    assert "a (x.done)" in str(err.value) and "b (x.ok)" in str(err.value)
+
+
+def test_a_type_is_routed_by_its_topic_too() -> None:
+    """In choreography two sagas' topics may carry the same reply type; each topic's record
+    goes to that topic's handler, and a type on a topic with no handler for it is refused."""
+    from sagakit import Router
+
+    async def on_a(ctx: MessageContext, body: Any) -> None: ...
+    async def on_b(ctx: MessageContext, body: Any) -> None: ...
+
+    r = Router("ns")
+    r.add("x.done", on_a, topic="ns.saga.a")
+    r.add("x.done", on_b, topic="ns.saga.b")
+    with pytest.raises(ValueError, match="already registered"):
+        r.add("x.done", on_b, topic="ns.saga.b")
+    assert r.types == ("x.done",) and r.topics == ("ns.saga.a", "ns.saga.b")
+    for topic, handler in (("ns.saga.a", on_a), ("ns.saga.b", on_b)):
+        assert r.route(new_message("x.done", {}, key="k", topic=topic)).handler is handler
+    with pytest.raises(MessageError, match=r"on ns\.x\.done"):
+        r.route(new_message("x.done", {}, key="k", topic="ns.x.done"))

@@ -5,26 +5,28 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from examples.shop.saga import RESERVE_FIRST
+from examples.shop.saga import PAY_FIRST, RESERVE_FIRST
 
 from sagakit.saga.diagram import mermaid
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_orchestration_doc_shows_the_current_saga_definition() -> None:
+def test_orchestration_doc_shows_the_current_saga_definitions() -> None:
     doc = (ROOT / "docs" / "orchestration.md").read_text()
-    block = re.search(
-        r"<!-- diagram:start -->\n```mermaid\n(.*?)```\n<!-- diagram:end -->", doc, re.S
-    )
-    assert block is not None
-    assert block.group(1) == mermaid(RESERVE_FIRST, started_by="order.created")
+    for marker, definition in (("diagram", RESERVE_FIRST), ("diagram pay-first", PAY_FIRST)):
+        block = re.search(
+            rf"<!-- {marker}:start -->\n```mermaid\n(.*?)```\n<!-- {marker}:end -->", doc, re.S
+        )
+        assert block is not None, marker
+        assert block.group(1) == mermaid(definition, started_by=definition.starts_on)
 
 
 def test_diagram_has_every_command_and_reply() -> None:
-    chart = mermaid(RESERVE_FIRST)
-    for name in (*RESERVE_FIRST.command_types, *RESERVE_FIRST.reply_types):
-        assert name in chart
+    for definition in (RESERVE_FIRST, PAY_FIRST):
+        chart = mermaid(definition)
+        for name in (*definition.command_types, *definition.reply_types):
+            assert name in chart
 
 
 def _python_blocks(text: str) -> list[str]:

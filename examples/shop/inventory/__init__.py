@@ -42,8 +42,16 @@ async def sell(ctx: MessageContext, cmd: OrderDetails) -> None:
 
 @service.handles("inventory.release", OrderDetails)
 async def release(ctx: MessageContext, cmd: OrderDetails) -> None:
+    """Reserve-first's undo of a reservation (a sold reservation is never released)."""
     await stock.release(ctx.tx, cmd.order_id, cmd.product_id)
     await ctx.reply("inventory.released")
+
+
+@service.handles("inventory.restock", OrderDetails)
+async def restock(ctx: MessageContext, cmd: OrderDetails) -> None:
+    """Pay-first's undo of a sale: sold (or reserved) stock goes back."""
+    await stock.release(ctx.tx, cmd.order_id, cmd.product_id, sold=True)
+    await ctx.reply("inventory.restocked")
 
 
 @service.handles("inventory.complete", OrderRef)

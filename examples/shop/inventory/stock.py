@@ -63,9 +63,9 @@ async def _refuse(
     return Outcome(False, reason=reason)
 
 
-async def release(tx: Connection, order_id: str, product_id: str) -> None:
-    """Give reserved stock back, or sold stock (a sale whose answer never came: pay-first
-    undoes it when the step timed out). Nothing reserved: leave a tombstone so that a late
+async def release(tx: Connection, order_id: str, product_id: str, *, sold: bool = False) -> None:
+    """Give reserved stock back; with ``sold``, sold stock too (pay-first's undo of a sale
+    whose answer never came). Nothing reserved: leave a tombstone so that a late
     reservation for this order is refused."""
     row = await tx.fetchrow(
         "SELECT status, product_id, quantity FROM reservations WHERE order_id = $1 FOR UPDATE",
@@ -79,6 +79,8 @@ async def release(tx: Connection, order_id: str, product_id: str) -> None:
             product_id,
         )
         return
+    if row["status"] == "COMMITTED" and not sold:
+        raise SagakitError(f"order {order_id}: stock already sold, cannot release")
     if row["status"] not in ("RESERVED", "COMMITTED"):
         return
     held = "reserved" if row["status"] == "RESERVED" else "sold"

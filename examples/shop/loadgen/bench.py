@@ -45,6 +45,10 @@ class BenchResult:
     cpu_percent: dict[str, float] = field(default_factory=dict)
     rss_max_mb: dict[str, float] = field(default_factory=dict)
     unsettled: int = 0
+    published_per_saga: float = 0.0
+    """Messages every service's relay published, per order placed (warm-up included)."""
+    delivered_per_saga: float = 0.0
+    """Messages every consumer handled (one read by three services counts three)."""
     check_clean: bool = False
     violations: list[str] = field(default_factory=list)
 
@@ -86,6 +90,7 @@ async def run_bench(
         async with Observer(orders_db) as observer:
             records = await _drive(client, observer, shop, sampler, result, failures, concurrency)
             await _settle_all(records, result)
+        await _count_messages(client, fleet, len(records), result)
         _summarise(records, result)
         await client.close()
         report = await audit(info.database_url, fleet.settings)
@@ -164,6 +169,16 @@ async def _settle_all(records: list[Record], result: BenchResult) -> None:
     futures = [f for _, _, f in records]
     _, pending = await asyncio.wait(futures, timeout=60) if futures else (set(), set())
     result.unsettled = len(pending)
+
+
+async def _count_messages(
+    client: ShopClient, fleet: Fleet, orders: int, result: BenchResult
+) -> None:
+    """From each process's own counters (``/health``), once every order has settled."""
+    health = [(await client.http.get(f"{p.url}/health")).json() for p in fleet.processes.values()]
+    if orders:
+        result.published_per_saga = round(sum(h["published"] for h in health) / orders, 2)
+        result.delivered_per_saga = round(sum(h["handled"] for h in health) / orders, 2)
 
 
 def _summarise(records: list[Record], result: BenchResult) -> None:

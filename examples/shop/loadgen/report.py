@@ -18,6 +18,9 @@ def render_bench(r: BenchResult, console: Console) -> None:
         f"sent {r.sent}, completed {r.completed}: [bold]{r.sagas_per_s:g} sagas/s[/]"
         + (f", {r.unsettled} never settled" if r.unsettled else "")
     )
+    console.print(
+        f"messages per saga: {r.published_per_saga:g} published, {r.delivered_per_saga:g} delivered"
+    )
     lat = Table(title="latency, POST sent -> order settled (ms)")
     for col in ("outcome", "count", "p50", "p90", "p99", "max"):
         lat.add_column(col, justify="left" if col == "outcome" else "right")

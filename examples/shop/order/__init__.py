@@ -16,6 +16,7 @@ service = Service(
     database=SERVICE_DATABASES["order"],
     migrations="examples.shop.order",
     sagas=FLOWS,
+    publishes=[d.starts_on for d in FLOWS],  # it starts them: their start topics exist early
     routes=routes,
     background=[watch],
 )

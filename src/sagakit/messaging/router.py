@@ -1,4 +1,4 @@
-"""Routing messages to handlers: one typed handler per message type.
+"""Routing messages to handlers: one typed handler per message type on each topic.
 
 router = Router()
 

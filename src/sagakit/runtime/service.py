@@ -223,6 +223,7 @@ class Service:
         definition the service takes part in that sends the command (a reply must mean
         something to each of them)."""
         model, allowed = reg.model, None
+        successes: list[tuple[str, str]] = []
         for d in self.sagas:
             found = d.action_for(reg.message_type)
             if found is None:
@@ -245,6 +246,13 @@ class Service:
                     f" {', '.join(known)})"
                 )
             allowed = tuple(r for r in (known if allowed is None else allowed) if r in known)
+            successes.append((d.name, action.done))
+        lost = [f"{name} ({done})" for name, done in successes if done not in (allowed or ())]
+        if lost and not reg.replies:
+            raise ContractError(
+                f"handler of {reg.message_type!r} serves sagas that expect different replies:"
+                f" no reply means success to {', '.join(lost)}; give those sagas one action"
+            )
         return model, reg.replies or allowed
 
     # -- running -----------------------------------------------------------------------------
