@@ -248,35 +248,56 @@ async def test_shop(flow: str, scenario: str, shop_fleets: dict[Mode, Fleet]) ->
             assert outcome["stock"][1:] == (0, 0), outcome
 
 
+# flow: (the pivot's participant, its database, the pivot step, the row its handler updates)
 PIVOT_PARTICIPANT = {
-    "reserve-first": ("payment", "take_payment"),
-    "pay-first": ("inventory", "sell_stock"),
+    "reserve-first": ("payment", "payments", "take_payment", "customers", "customer_id"),
+    "pay-first": ("inventory", "inventory", "sell_stock", "products", "product_id"),
 }
+
+
+async def lock_waiters(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
 
 
 @pytest.mark.parametrize("flow", ["reserve-first", "pay-first"])
 async def test_shop_participant_killed_mid_step(flow: str, shop_fleets: dict[Mode, Fleet]) -> None:
-    """The pivot's participant is frozen with its command unanswered, SIGKILLed and
-    restarted: the command is delivered again, the saga completes, nothing is doubled."""
-    victim, step = PIVOT_PARTICIPANT[flow]
+    """The pivot's participant is SIGKILLed inside its handler's transaction (the test holds
+    the row the handler updates, so the handler waits on it) and restarted: its uncommitted
+    work is gone, the command is delivered again, the saga completes, nothing is doubled."""
+    victim, database, step, table, column = PIVOT_PARTICIPANT[flow]
 
     async def run(fleet: Fleet) -> Outcome:
         async with httpx.AsyncClient(timeout=30) as client:
             shop = Shop(fleet, client)
             product = await shop.product(stock=10, price_cents=250)
             customer = await shop.customer(10_000)
-            fleet.pause(victim)
+            held = customer if table == "customers" else product
+            url = database_url(fleet.stack.database_url, fleet.settings.database(database))
+            holder = await asyncpg.connect(url)
             try:
-                order_id = await shop.order(customer, product, 2, flow=flow)
+                async with holder.transaction():
+                    await holder.execute(
+                        f"SELECT 1 FROM {table} WHERE {column} = $1 FOR UPDATE", held
+                    )
+                    order_id = await shop.order(customer, product, 2, flow=flow)
+                    async with asyncio.timeout(30):  # the handler is in, waiting on the row
+                        while not await lock_waiters(holder):
+                            await asyncio.sleep(0.02)
+                    r = await client.get(f"{fleet.url('orchestrator')}/sagas/{order_id}")
+                    assert r.json()["saga"]["members"][step]["progress"] == "sent"
+                    fleet.kill(victim)
+                # The row is free: the dead handler's backend takes it, finds its client
+                # gone, and rolls back (its transaction was never committed).
                 async with asyncio.timeout(30):
-                    while True:
-                        r = await client.get(f"{fleet.url('orchestrator')}/sagas/{order_id}")
-                        members = r.json()["saga"]["members"] if r.status_code == 200 else {}
-                        if members.get(step, {}).get("progress") == "sent":
-                            break
-                        await asyncio.sleep(0.05)
-                fleet.kill(victim)
+                    while await lock_waiters(holder):
+                        await asyncio.sleep(0.02)
             finally:
+                await holder.close()
                 fleet.kill(victim)
                 await fleet.restart(victim)
             return await shop_outcome(shop, order_id, product, customer)
