@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sagakit.config import Settings
 from sagakit.db.pool import redact
@@ -174,18 +175,18 @@ def _sagas(args: argparse.Namespace) -> int:
     from sagakit.choreography import Choreographer
     from sagakit.orchestration import Orchestrator, store
     from sagakit.orchestration.timeline import render_list, render_timeline
-    from sagakit.runtime.host import mode_from_env
 
     settings = Settings.from_env()
     server, _ = _endpoints(settings)
     service = _service(args.service)
-    if not service.keeps_sagas(mode_from_env()):
+    if not (service.keeps_sagas(Mode.ORCHESTRATION) or service.keeps_sagas(Mode.CHOREOGRAPHY)):
         raise SagakitError(f"{service.name} keeps no sagas: name the service orchestrating them")
     url = _service_db(settings, server, args.service)
 
     async def run() -> int:
         conn = await asyncpg.connect(url)
         try:
+            mode = await _saga_mode(conn, service)
             if args.action == "list":
                 print(render_list(await store.listing(conn, args.status, args.limit)))
                 return 0
@@ -204,7 +205,7 @@ def _sagas(args: argparse.Namespace) -> int:
             orchestrator = Orchestrator(service.orchestrates, namespace=settings.namespace)
             who = _operator()
             async with conn.transaction():
-                if service.choreographs(mode_from_env()):
+                if service.choreographs(mode):
                     # Every service follows the saga: the decision goes out as an event.
                     note = args.note if args.action == "resolve" else ""
                     choreo = Choreographer(service.followed, {}, namespace=settings.namespace)
@@ -224,6 +225,24 @@ def _sagas(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _saga_mode(conn: Any, service: Service) -> Mode:
+    """The mode the service's sagas run in, as the service recorded it when it started: an
+    operator's decision must take the path the copies follow. ``SAGAKIT_MODE``, when set,
+    must agree."""
+    from sagakit.orchestration import store
+    from sagakit.runtime.host import mode_from_env
+
+    recorded = await store.recorded_mode(conn)
+    if recorded is None:
+        return mode_from_env()
+    if "SAGAKIT_MODE" in os.environ and mode_from_env().value != recorded:
+        raise SagakitError(
+            f"{service.name} runs its sagas in {recorded} mode, but SAGAKIT_MODE says"
+            f" {os.environ['SAGAKIT_MODE']}"
+        )
+    return Mode(recorded)
 
 
 def _operator() -> str:

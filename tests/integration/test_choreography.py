@@ -200,17 +200,31 @@ async def test_timers_and_operators_act_through_events(databases: Callable[[], A
     assert "retried by ada" in events and events.count("timer") == 2
 
 
-async def test_a_version_a_follower_does_not_host_is_parked_there_only(
+async def test_a_version_a_follower_lacks_is_held_there_until_it_is_deployed(
     databases: Callable[[], Any],
 ) -> None:
-    followers = await setup(databases, {"a.do": ["a.done"]}, b_versions=(2,))
+    followers = await setup(databases, {"a.do": ["a.done"], "b.do": ["b.done"]}, b_versions=(2,))
     stream = [await begin(followers[2], "s3", version=1)]
     await play(followers, stream)
-    _, b, tracker = followers
+    a, b, tracker = followers
     b_state = await b.state("s3")
     assert b_state is not None and "v1 is not hosted" in (b_state["parked"] or ""), b_state
     assert b.calls == []
     assert (await tracker.state("s3") or {})["members"]["b"]["progress"] == "sent"
+    assert await b.pool.fetchval("SELECT count(*) FROM saga_held_events") == 2, "start, a.done"
+    # v1 is deployed at b; the operator resumes the saga (not parked at the tracker): b
+    # applies what it held, in order, runs b.do late, and every copy ends alike.
+    b.choreo = Choreographer([replace(DEAL, version=v) for v in (1, 2)], b.choreo.handlers)
+    async with tracker.pool.acquire() as conn, conn.transaction():
+        assert await tracker.choreo.operate(conn, "s3", "resume", by="ada")
+        stream.append(_envelope(await conn.fetchrow("DELETE FROM sagakit_outbox RETURNING *")))
+    await play(followers, stream, 2)
+    assert [c for c, _ in b.calls][:1] == ["b.do"] and a.calls == [("a.do", 1)]
+    states = [await f.state("s3") for f in followers]
+    assert states[0] == states[1] == states[2], states
+    assert states[0] is not None and states[0]["status"] == "COMPLETED"
+    assert states[1] is not None and states[1]["parked"] is None
+    assert await b.pool.fetchval("SELECT count(*) FROM saga_held_events") == 0
 
 
 async def test_copies_parked_alike_are_taken_back_alike(databases: Callable[[], Any]) -> None:
@@ -234,3 +248,61 @@ async def test_copies_parked_alike_are_taken_back_alike(databases: Callable[[], 
     assert states[0] is not None and states[0]["status"] == "COMPLETED"
     events = await tracker.pool.fetch("SELECT event FROM saga_log WHERE saga_id = 's4'")
     assert "resumed by ada" in [r["event"] for r in events]
+
+
+async def test_a_handler_that_deadlocks_is_tried_again_in_the_event(
+    databases: Callable[[], Any],
+) -> None:
+    """A retriable failure (a deadlock, a serialization failure) is tried again at once,
+    as the consumer runtime would, instead of costing the step an attempt."""
+    followers = await setup(databases, {"b.do": ["b.done"]})
+    a, _, tracker = followers
+    tries = []
+
+    async def flaky(ctx: MessageContext, payload: Any) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        await ctx.reply("a.done", {})
+
+    a.choreo.handlers["a.do"] = Participation(flaky, None, None)
+    stream = [await begin(tracker, "s5")]
+    await play(followers, stream)
+    assert len(tries) == 2
+    assert {(await f.state("s5") or {}).get("status") for f in followers} == {"COMPLETED"}
+    notes = await a.pool.fetch("SELECT note FROM saga_log WHERE saga_id = 's5'")
+    assert not any("failed" in (r["note"] or "") for r in notes), notes
+
+
+async def test_a_timer_of_a_version_the_tracker_lacks_parks_its_saga(
+    databases: Callable[[], Any],
+) -> None:
+    """As the orchestrator does: set aside with the reason, instead of a timer that never
+    fires."""
+    followers = await setup(databases, {"a.do": ["a.done"]})
+    tracker = followers[2]
+    stream = [await begin(tracker, "s6")]
+    await play(followers, stream)
+    tracker.choreo = Choreographer([replace(DEAL, version=2)], {})
+    assert await tracker.choreo.announce_timers(tracker.pool, now=1e12) == 1
+    parked = (await tracker.state("s6") or {}).get("parked") or ""
+    assert "v1 is not hosted" in parked, parked
+    assert await tracker.choreo.announce_timers(tracker.pool, now=1e12 + 100) == 0
+
+
+async def test_operator_tools_follow_the_mode_the_service_recorded(
+    databases: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sagakit import Mode, SagakitError, Service
+    from sagakit.cli import _saga_mode
+
+    pool = await databases()
+    svc = Service("tracker", orchestrates=[DEAL])
+    monkeypatch.delenv("SAGAKIT_MODE", raising=False)
+    async with pool.acquire() as conn:
+        assert await _saga_mode(conn, svc) is Mode.ORCHESTRATION  # never started: the default
+        await store.record_mode(conn, "choreography")
+        assert await _saga_mode(conn, svc) is Mode.CHOREOGRAPHY
+        monkeypatch.setenv("SAGAKIT_MODE", "orchestration")
+        with pytest.raises(SagakitError, match="runs its sagas in choreography mode"):
+            await _saga_mode(conn, svc)

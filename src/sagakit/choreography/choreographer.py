@@ -51,6 +51,10 @@ from sagakit.topics import topic_name
 
 log = logging.getLogger(__name__)
 
+HANDLER_TRIES = 3
+"""Tries of a handler whose failure is retriable (a deadlock, a serialization failure), in
+the event's transaction, before it counts as not done."""
+
 DEFINITION = "sagakit-definition"
 VERSION = "sagakit-version"
 """Headers of every saga event: the definition and version it runs on."""
@@ -128,6 +132,13 @@ class Choreographer:
             log.warning("%s for saga %s, which this service never saw start", env.type, env.key)
             return
         parked = await store.parked_reason(ctx.tx, env.key) is not None
+        if parked and await store.holding(ctx.tx, env.key):  # waiting for its version
+            await store.hold(ctx.tx, env)
+            if env.type == resumed_type(named):
+                await self._rejoin(ctx, named)
+            else:
+                await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "held")
+            return
         if parked and env.type != resumed_type(named):  # only an operator takes it back
             await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "ignored: parked")
             return
@@ -136,7 +147,14 @@ class Choreographer:
         except MessageError as exc:
             if not parked:
                 await store.park(ctx.tx, env.key, f"#{state.step}", f"{env.type}: {exc}")
+            await store.hold(ctx.tx, env)  # applied once the version is hosted again
             return
+        await self._apply(ctx, found, state, env)
+
+    async def _apply(
+        self, ctx: MessageContext, found: SagaDefinition, state: SagaState, env: Envelope
+    ) -> None:
+        """Apply ``env`` to this copy with the engine and run this service's commands."""
         now = env.created_at.timestamp()
         try:
             decision = decide(found, state, _event(found, env, now))
@@ -159,7 +177,8 @@ class Choreographer:
         try:
             definition = hosted(self.definitions, named.name, version)
         except MessageError as exc:
-            if state is None:  # kept, set aside with the reason
+            if state is None:  # kept, set aside with the reason, its events held
+                await store.hold(ctx.tx, env)
                 unhosted = SagaState(
                     env.key,
                     named.name,
@@ -185,6 +204,34 @@ class Choreographer:
             # decision; only its commands are left to run. (A duplicate start is dropped by
             # the inbox before it gets here.)
             await self._run_own(ctx, definition, state, decision)
+
+    async def _rejoin(self, ctx: MessageContext, named: SagaDefinition) -> None:
+        """An operator's resume reached a copy that holds its saga's events because their
+        definition version is not hosted here. If it is now, the copy applies every held
+        event in stream order (the resume last), as it would have, and takes part again:
+        its commands then run late, and their replies go to the stream like any other."""
+        saga_id = ctx.envelope.key
+        held = await store.take_held(ctx.tx, saga_id)
+        state = await store.load(ctx.tx, saga_id, lock=True)
+        assert state is not None and held
+        try:
+            found = hosted(self.definitions, state.definition, state.definition_version)
+        except MessageError as exc:
+            for env in held:
+                await store.hold(ctx.tx, env)
+            await store.note(ctx.tx, saga_id, f"#{state.step}", "resume", f"held: {exc}")
+            return
+        if held[0].type == named.starts_on:
+            await store.forget(ctx.tx, saga_id)  # the stand-in kept while unhosted
+        for env in held:
+            inner = MessageContext(
+                env, ctx.tx, ctx.group, namespace=ctx.namespace, outgoing=ctx.outgoing
+            )
+            current = await store.load(ctx.tx, saga_id, lock=True)
+            if env.type == named.starts_on:
+                await self._on_start(inner, named, current)
+            elif current is not None:
+                await self._apply(inner, found, current, env)
 
     async def _run_own(
         self, ctx: MessageContext, d: SagaDefinition, state: SagaState, decision: Decision
@@ -219,20 +266,28 @@ class Choreographer:
             replies=part.replies,
             reply_topic=topic,
         )
-        try:
-            async with ctx.tx.transaction():
-                body = part.model.model_validate(command.payload) if part.model else command.payload
-                await part.handler(inner, body)
-        except Exception as exc:
-            if classify(exc) is Disposition.OUTAGE:
-                raise  # the whole event waits for the database
-            # Never the event's fault: every other copy applied it, so it must not be
-            # dead-lettered here. The command did not happen; the step times out and the
-            # command is sent again, as a lost one would be.
-            log.error("saga %s: %s failed: %r", state.saga_id, command.type, exc)
-            note = f"failed: {exc!r}"[:500]
-            await store.note(ctx.tx, state.saga_id, command.step, command.type, note)
-            return
+        for attempt in range(1, HANDLER_TRIES + 1):
+            try:
+                async with ctx.tx.transaction():
+                    model = part.model
+                    body = model.model_validate(command.payload) if model else command.payload
+                    await part.handler(inner, body)
+                break
+            except Exception as exc:
+                disposition = classify(exc)
+                if disposition is Disposition.OUTAGE:
+                    raise  # the whole event waits for the database
+                if disposition is Disposition.RETRY and attempt < HANDLER_TRIES:
+                    inner.outgoing.clear()  # a deadlock, a serialization failure: again
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    continue
+                # Never the event's fault: every other copy applied it, so it must not be
+                # dead-lettered here. The command did not happen; the step times out and
+                # the command is sent again, as a lost one would be.
+                log.error("saga %s: %s failed: %r", state.saga_id, command.type, exc)
+                note = f"failed: {exc!r}"[:500]
+                await store.note(ctx.tx, state.saga_id, command.step, command.type, note)
+                return
         for message in inner.outgoing:
             ctx.send(message)
 
@@ -263,7 +318,11 @@ class Choreographer:
             out = []
             for row in rows:
                 d = self.definitions.get((row["definition"], row["definition_version"]))
-                if d is None:
+                if d is None:  # set aside with the reason, as the orchestrator would
+                    try:
+                        hosted(self.definitions, row["definition"], row["definition_version"])
+                    except MessageError as exc:
+                        await store.park(conn, row["saga_id"], "timer", str(exc))
                     continue
                 at = max(now, row["due_at"])
                 out.append(self.event(d, timer_type(d), row["saga_id"], {"at": at}))
@@ -295,16 +354,19 @@ class Choreographer:
     async def operate(
         self, tx: Connection, saga_id: str, action: str, *, by: str, note: str = ""
     ) -> bool:
-        """An operator's decision as an event every copy applies: ``resume`` a parked copy
-        (each copy parked for the same cause is taken back, and what is in flight is sent
-        again), ``retry`` or ``resolve`` a saga in ``COMPENSATION_FAILED``. False if this
-        copy is not in the state the action is for."""
+        """An operator's decision as an event every copy applies: ``resume`` a saga (each
+        copy parked for the same cause is taken back, a copy that held the saga's events
+        for a definition version it lacked applies them, and what is in flight is sent
+        again; also for a saga not parked here, since a participant's copy may be), ``retry``
+        or ``resolve`` a saga in ``COMPENSATION_FAILED``. False if this copy is not in the
+        state the action is for."""
         state = await store.load(tx, saga_id)
         d = self.latest.get(state.definition) if state else None
         if state is None or d is None:
             return False
-        if action == "resume":
-            if await store.parked_reason(tx, saga_id) is None:
+        if action == "resume":  # a parked copy, here or elsewhere (anything in flight)
+            parked = await store.parked_reason(tx, saga_id) is not None
+            if not parked and state.status not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
                 return False
         elif state.status is not SagaStatus.COMPENSATION_FAILED:
             return False

@@ -13,6 +13,7 @@ import asyncpg
 
 from sagakit.db import Connection
 from sagakit.errors import ConcurrencyConflict
+from sagakit.messaging import Envelope, codec
 from sagakit.saga import Decision, SagaDefinition, SagaState, SagaStatus
 from sagakit.saga.state import Member, Progress
 
@@ -270,3 +271,49 @@ async def timer_announced(tx: Connection, saga_ids: Sequence[str], now: float) -
     await tx.execute(
         "UPDATE sagas SET timer_sent_at = $2 WHERE saga_id = ANY($1::text[])", list(saga_ids), now
     )
+
+
+async def record_mode(tx: Connection, mode: str) -> None:
+    """The mode the service keeping these sagas runs in (operator tools read it)."""
+    await tx.execute(
+        "INSERT INTO saga_settings (key, value) VALUES ('mode', $1)"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        mode,
+    )
+
+
+async def recorded_mode(tx: Connection) -> str | None:
+    """The mode recorded by :func:`record_mode`, if the service ever started."""
+    mode: str | None = await tx.fetchval("SELECT value FROM saga_settings WHERE key = 'mode'")
+    return mode
+
+
+async def hold(tx: Connection, env: Envelope) -> None:
+    """Keep an event a copy cannot follow yet (choreography), in stream order."""
+    await tx.execute(
+        "INSERT INTO saga_held_events (saga_id, topic, key, value, headers)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        env.key,
+        env.topic,
+        env.key.encode(),
+        codec.encode_value(env),
+        codec.pack_headers([(k, v.encode()) for k, v in env.headers.items()]),
+    )
+
+
+async def holding(tx: Connection, saga_id: str) -> bool:
+    return bool(await tx.fetchval("SELECT 1 FROM saga_held_events WHERE saga_id = $1", saga_id))
+
+
+async def take_held(tx: Connection, saga_id: str) -> list[Envelope]:
+    """The held events of a saga, oldest first; they are no longer held."""
+    rows = await tx.fetch("DELETE FROM saga_held_events WHERE saga_id = $1 RETURNING *", saga_id)
+    return [
+        codec.decode(r["topic"], r["key"], r["value"], codec.unpack_headers(r["headers"]))
+        for r in sorted(rows, key=lambda r: r["seq"])
+    ]
+
+
+async def forget(tx: Connection, saga_id: str) -> None:
+    """Drop a copy's state (its log stays): it is rebuilt from the saga's events."""
+    await tx.execute("DELETE FROM sagas WHERE saga_id = $1", saga_id)

@@ -161,6 +161,8 @@ def create_app(
         ]
         async with pool.acquire() as conn:
             await migrate(conn, *sets)
+            if spec.keeps_sagas(mode):
+                await orchestration.store.record_mode(conn, mode.value)
         await ensure_topics(
             settings.kafka_bootstrap,
             spec.topics(mode, settings.namespace),
