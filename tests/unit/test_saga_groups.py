@@ -3,6 +3,7 @@ random reply/timeout/operator histories checked against the rules every saga kee
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -141,10 +142,13 @@ def test_a_stuck_member_stops_the_saga_for_an_operator_after_its_partner_settles
     assert state.status is SagaStatus.FAILED
 
 
-def test_a_saga_records_its_definition_version() -> None:
+def test_a_saga_records_its_definition_version_and_keeps_to_it() -> None:
     v2 = SagaDefinition("trip", TRIP.steps, version=2)
-    assert start(v2, Started("t", {}, 0.0)).state.definition_version == 2
+    first = start(v2, Started("t", {}, 0.0))
+    assert first.state.definition_version == 2
     assert start(TRIP, Started("t", {}, 0.0)).state.definition_version == 1
+    with pytest.raises(ValueError, match="runs on trip v2, not trip v1"):
+        decide(TRIP, first.state, TimedOut(1e9))
 
 
 def test_groups_are_validated() -> None:
@@ -165,6 +169,7 @@ def test_groups_are_validated() -> None:
 
 DEFINITIONS = {
     "trip": TRIP,
+    "trip-v3": replace(TRIP, version=3),
     "order": RESERVE_FIRST,
     "order-small-budgets": replace(
         RESERVE_FIRST,
@@ -216,9 +221,11 @@ def _check(d: SagaDefinition, log: Sequence[tuple[SagaState, str, Decision]]) ->
     succeeded: set[str] = set()  # steps whose success was taken
     refused: set[str] = set()  # steps whose refusal was taken (and no success after)
     ids: set[tuple[str, int]] = set()  # (command, attempt): the message id it is sent with
+    undo_sends: Counter[str] = Counter()  # compensation sends per step, in its budget
     pivot = d.stages[d.pivot][0].name if d.pivot is not None else None
     for before, event, decision in log:
         after = decision.state
+        assert after.definition_version == d.version, "a saga keeps its version"
         answered = d.reply_of(event)
         if decision.changed and answered and answered[2] == "failed":
             refused.add(answered[0].name)
@@ -242,6 +249,17 @@ def _check(d: SagaDefinition, log: Sequence[tuple[SagaState, str, Decision]]) ->
                 )
                 assert pivot not in succeeded, f"{c.type}: compensation after the pivot succeeded"
                 assert step.name not in refused, f"{c.type}: compensation of a step that refused"
+                was = before.members.get(step.name)
+                if was is not None and was.progress is Progress.STUCK:  # retried: a new budget
+                    undo_sends[step.name] = 0
+                undo_sends[step.name] += 1
+                # An operator's resume sends what is in flight whatever its budget; nothing
+                # else ever sends a compensation past it.
+                within = undo_sends[step.name] <= step.compensation_attempts
+                assert event == "resume" or within, f"{c.type}: over its budget"
+        if after.status is SagaStatus.COMPENSATION_FAILED:
+            spent = [s.name for s in d.all_steps if undo_sends[s.name] >= s.compensation_attempts]
+            assert spent, "COMPENSATION_FAILED with no compensation's budget spent"
         if after.status is SagaStatus.FAILED and before.status is not SagaStatus.FAILED:
             undone = {s.name for s in d.all_steps if s.compensation} & succeeded
             sent_undo = {

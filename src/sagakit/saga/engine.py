@@ -156,7 +156,13 @@ def _enter(d: SagaDefinition, state: SagaState, index: int, now: float) -> Decis
 
 
 def decide(d: SagaDefinition, state: SagaState, event: Event) -> Decision:
-    """The next state and the commands to send, for a reply, a timer or an operator."""
+    """The next state and the commands to send, for a reply, a timer or an operator. The
+    saga is decided by the definition and version it started with, never another."""
+    if (state.definition, state.definition_version) != (d.name, d.version):
+        raise ValueError(
+            f"saga {state.saga_id} runs on {state.definition} v{state.definition_version},"
+            f" not {d.name} v{d.version}"
+        )
     if state.status.terminal:
         return Decision(state, changed=False, note=f"saga is {state.status}")
     if isinstance(event, Replied):
