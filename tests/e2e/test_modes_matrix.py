@@ -306,3 +306,55 @@ async def test_shop_participant_killed_mid_step(flow: str, shop_fleets: dict[Mod
     assert outcome["order"] == ("CONFIRMED", None, 500, flow), outcome
     assert outcome["stock"] == (8, 0, 2)
     assert outcome["money"] == (9_500, 500, 0)
+
+
+@pytest.mark.parametrize("flow", ["reserve-first", "pay-first"])
+async def test_shop_participant_down_past_its_timeouts(
+    flow: str, shop_fleets: dict[Mode, Fleet]
+) -> None:
+    """The pivot's participant is down for longer than its step's attempts (5 s, then 10 s,
+    then 20 s): the step times out, the saga turns back and waits for that participant to
+    undo whatever it may have done (a refund; a restock of a sale); once it is back the
+    order is cancelled, and neither stock nor money is held.
+
+    Here the rows may differ in one way, and only orchestrated: the restarted participant
+    finds the command and its compensation waiting on two topics, and may take either first
+    (a charge then its refund, or a refund that leaves a tombstone and the charge declined).
+    Choreographed, both are on the saga's topic, in order. What each row holds is compared."""
+    victim, _, step, _, _ = PIVOT_PARTICIPANT[flow]
+
+    async def run(fleet: Fleet) -> Outcome:
+        async with httpx.AsyncClient(timeout=30) as client:
+            shop = Shop(fleet, client)
+            product = await shop.product(stock=10, price_cents=250)
+            customer = await shop.customer(10_000)
+            fleet.kill(victim)
+            try:
+                order_id = await shop.order(customer, product, 2, flow=flow)
+                async with asyncio.timeout(90):
+                    while True:
+                        r = await client.get(f"{fleet.url('orchestrator')}/sagas/{order_id}")
+                        saga = r.json()["saga"] if r.status_code == 200 else {}
+                        if saga.get("status") == "COMPENSATING":
+                            break
+                        await asyncio.sleep(0.2)
+                assert saga["reason"] == f"{step} timed out", saga
+            finally:
+                await fleet.restart(victim)
+            found = await shop_outcome(shop, order_id, product, customer)
+            money, stock = found.pop("payment"), found.pop("reservation")
+            held = {"REFUNDED": "nothing", "VOIDED": "nothing", "RELEASED": "nothing"}
+            found["holds"] = (
+                money and held.get(money[0], money[0]),
+                stock and held.get(stock[0], stock[0]),
+            )
+            balance, charged, refunded = found["money"]
+            found["money"] = (balance, charged - refunded)  # kept, however it got there
+            return found
+
+    outcome = await both(shop_fleets, run)
+    assert outcome["holds"] == ("nothing", "nothing"), outcome
+    assert outcome["order"] == ("CANCELLED", f"{step} timed out", None, flow), outcome
+    assert outcome["saga"][1:] == ("FAILED", f"{step} timed out")
+    assert outcome["stock"] == (10, 0, 0)
+    assert outcome["money"] == (10_000, 0), outcome
