@@ -187,6 +187,11 @@ def _sagas(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(url)
         try:
             mode = await _saga_mode(conn, service)
+            if not service.keeps_sagas(mode):
+                raise SagakitError(
+                    f"{service.name} keeps no sagas in {mode.value}: name the service"
+                    " orchestrating them"
+                )
             if args.action == "list":
                 print(render_list(await store.listing(conn, args.status, args.limit)))
                 return 0

@@ -212,14 +212,16 @@ async def test_a_version_a_follower_lacks_is_held_there_until_it_is_deployed(
     assert b.calls == []
     assert (await tracker.state("s3") or {})["members"]["b"]["progress"] == "sent"
     assert await b.pool.fetchval("SELECT count(*) FROM saga_held_events") == 2, "start, a.done"
-    # v1 is deployed at b; the operator resumes the saga (not parked at the tracker): b
-    # applies what it held, in order, runs b.do late, and every copy ends alike.
+    # v1 is deployed at b; the operator resumes the saga, which is not parked at the
+    # tracker: a rejoin, which only b acts on. b applies what it held, in order, runs b.do
+    # late, and every copy ends alike; nothing is sent again elsewhere.
     b.choreo = Choreographer([replace(DEAL, version=v) for v in (1, 2)], b.choreo.handlers)
     async with tracker.pool.acquire() as conn, conn.transaction():
         assert await tracker.choreo.operate(conn, "s3", "resume", by="ada")
         stream.append(_envelope(await conn.fetchrow("DELETE FROM sagakit_outbox RETURNING *")))
     await play(followers, stream, 2)
-    assert [c for c, _ in b.calls][:1] == ["b.do"] and a.calls == [("a.do", 1)]
+    assert stream[2].type == "sagakit.deal.rejoin"
+    assert b.calls == [("b.do", 1)] and a.calls == [("a.do", 1)]
     states = [await f.state("s3") for f in followers]
     assert states[0] == states[1] == states[2], states
     assert states[0] is not None and states[0]["status"] == "COMPLETED"
@@ -288,6 +290,21 @@ async def test_a_timer_of_a_version_the_tracker_lacks_parks_its_saga(
     parked = (await tracker.state("s6") or {}).get("parked") or ""
     assert "v1 is not hosted" in parked, parked
     assert await tracker.choreo.announce_timers(tracker.pool, now=1e12 + 100) == 0
+    # Events go on while the tracker lacks the version: it holds them, and once v1 is back
+    # the operator's resume has it apply them in order, ending as every other copy did.
+    a = followers[0]
+    a.choreo.handlers["a.undo"] = a.choreo.handlers["a.do"]  # (any answer will do)
+    stream.append(tracker.choreo.event(DEAL, "b.done", "s6", {}, message_id=uuid.uuid4()))
+    pos = await play(followers, stream, len(stream) - 1)
+    assert (await tracker.state("s6") or {})["status"] == "RUNNING"
+    assert {(await f.state("s6") or {}).get("status") for f in followers[:2]} == {"COMPLETED"}
+    tracker.choreo = Choreographer([DEAL], {})
+    async with tracker.pool.acquire() as conn, conn.transaction():
+        assert await tracker.choreo.operate(conn, "s6", "resume", by="ada")
+        stream.append(_envelope(await conn.fetchrow("DELETE FROM sagakit_outbox RETURNING *")))
+    await play(followers, stream, pos)
+    states = [await f.state("s6") for f in followers]
+    assert states[0] == states[1] == states[2], states
 
 
 async def test_operator_tools_follow_the_mode_the_service_recorded(

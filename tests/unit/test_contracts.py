@@ -209,3 +209,15 @@ def test_a_type_is_routed_by_its_topic_too() -> None:
         assert r.route(new_message("x.done", {}, key="k", topic=topic)).handler is handler
     with pytest.raises(MessageError, match=r"on ns\.x\.done"):
         r.route(new_message("x.done", {}, key="k", topic="ns.x.done"))
+
+
+def test_a_saga_that_starts_with_a_local_step_is_not_started_over_http() -> None:
+    """The shop's order sagas start with the order service's own transaction: an
+    orchestrator's POST /sagas/{name}/start would run one on an order that does not exist."""
+    from examples.shop.saga import FLOWS
+
+    from sagakit.orchestration.api import routes
+
+    paths = {getattr(r, "path", "") for r in routes([*FLOWS, TRIP]).routes}
+    assert "/sagas/trip/start" in paths
+    assert not {"/sagas/order/start", "/sagas/order_pay_first/start"} & paths

@@ -52,8 +52,10 @@ from sagakit.topics import topic_name
 log = logging.getLogger(__name__)
 
 HANDLER_TRIES = 3
-"""Tries of a handler whose failure is retriable (a deadlock, a serialization failure), in
+"""Tries of a handler that lost a lock conflict (a deadlock, a serialization failure), in
 the event's transaction, before it counts as not done."""
+CONFLICTS = frozenset({"40P01", "40001", "55P03"})
+"""Deadlock, serialization failure, lock not available."""
 
 DEFINITION = "sagakit-definition"
 VERSION = "sagakit-version"
@@ -77,9 +79,21 @@ def resolved_type(d: SagaDefinition) -> str:
     return f"sagakit.{d.name}.resolved"
 
 
+def rejoin_type(d: SagaDefinition) -> str:
+    """Wakes a copy that held a saga's events for a version it lacked; no-op elsewhere."""
+    return f"sagakit.{d.name}.rejoin"
+
+
 def event_types(d: SagaDefinition) -> tuple[str, ...]:
     """Every event type on a definition's topic."""
-    return (d.starts_on, *d.reply_types, timer_type(d), resumed_type(d), resolved_type(d))
+    return (
+        d.starts_on,
+        *d.reply_types,
+        timer_type(d),
+        resumed_type(d),
+        resolved_type(d),
+        rejoin_type(d),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,29 +139,42 @@ class Choreographer:
         if named is None:
             raise MessageError(f"{env.type}: no saga definition hosted here for {env.topic}")
         state = await store.load(ctx.tx, env.key, lock=True)
+        if state is not None and await store.holding(ctx.tx, env.key):
+            # This copy waits for its definition version: the event is kept, in order; an
+            # operator's resume (or rejoin) applies what it holds once the version is here.
+            await store.hold(ctx.tx, env)
+            if env.type in (resumed_type(named), rejoin_type(named)):
+                await self._rejoin(ctx, named)
+            else:
+                await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "held")
+            return
+        if env.type != rejoin_type(named):  # (it only wakes a copy that holds events)
+            await self._follow(ctx, named, state)
+
+    async def _follow(
+        self, ctx: MessageContext, named: SagaDefinition, state: SagaState | None
+    ) -> None:
+        """Apply one event of the stream (a start, a reply, a timer, an operator's
+        decision) to this copy, and run this service's commands."""
+        env = ctx.envelope
         if env.type == named.starts_on:
             await self._on_start(ctx, named, state)
             return
         if state is None:
             log.warning("%s for saga %s, which this service never saw start", env.type, env.key)
             return
+        if state.status.terminal:
+            return  # nothing changes a finished saga (the engine would say so too)
         parked = await store.parked_reason(ctx.tx, env.key) is not None
-        if parked and await store.holding(ctx.tx, env.key):  # waiting for its version
-            await store.hold(ctx.tx, env)
-            if env.type == resumed_type(named):
-                await self._rejoin(ctx, named)
-            else:
-                await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "held")
-            return
-        if parked and env.type != resumed_type(named):  # only an operator takes it back
-            await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "ignored: parked")
-            return
         try:
             found = hosted(self.definitions, state.definition, state.definition_version)
         except MessageError as exc:
             if not parked:
                 await store.park(ctx.tx, env.key, f"#{state.step}", f"{env.type}: {exc}")
             await store.hold(ctx.tx, env)  # applied once the version is hosted again
+            return
+        if parked and env.type != resumed_type(named):  # only an operator takes it back
+            await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "ignored: parked")
             return
         await self._apply(ctx, found, state, env)
 
@@ -206,16 +233,16 @@ class Choreographer:
             await self._run_own(ctx, definition, state, decision)
 
     async def _rejoin(self, ctx: MessageContext, named: SagaDefinition) -> None:
-        """An operator's resume reached a copy that holds its saga's events because their
-        definition version is not hosted here. If it is now, the copy applies every held
-        event in stream order (the resume last), as it would have, and takes part again:
+        """An operator's resume or rejoin reached a copy that holds its saga's events
+        because their definition version is not hosted here. If it is now, the copy
+        applies every held event in stream order, as it would have, and takes part again:
         its commands then run late, and their replies go to the stream like any other."""
         saga_id = ctx.envelope.key
         held = await store.take_held(ctx.tx, saga_id)
         state = await store.load(ctx.tx, saga_id, lock=True)
         assert state is not None and held
         try:
-            found = hosted(self.definitions, state.definition, state.definition_version)
+            hosted(self.definitions, state.definition, state.definition_version)
         except MessageError as exc:
             for env in held:
                 await store.hold(ctx.tx, env)
@@ -223,15 +250,20 @@ class Choreographer:
             return
         if held[0].type == named.starts_on:
             await store.forget(ctx.tx, saga_id)  # the stand-in kept while unhosted
+        else:
+            await store.unpark(ctx.tx, saga_id)  # parked only for the version it lacked
         for env in held:
+            if env.type == rejoin_type(named):
+                continue  # it woke this copy; the others ignore it
             inner = MessageContext(
                 env, ctx.tx, ctx.group, namespace=ctx.namespace, outgoing=ctx.outgoing
             )
-            current = await store.load(ctx.tx, saga_id, lock=True)
-            if env.type == named.starts_on:
-                await self._on_start(inner, named, current)
-            elif current is not None:
-                await self._apply(inner, found, current, env)
+            try:
+                async with ctx.tx.transaction():
+                    current = await store.load(ctx.tx, saga_id, lock=True)
+                    await self._follow(inner, named, current)
+            except MessageError as exc:  # every other copy dead-lettered it: skipped here
+                await store.note(ctx.tx, saga_id, f"#{state.step}", env.type, f"skipped: {exc}")
 
     async def _run_own(
         self, ctx: MessageContext, d: SagaDefinition, state: SagaState, decision: Decision
@@ -274,10 +306,9 @@ class Choreographer:
                     await part.handler(inner, body)
                 break
             except Exception as exc:
-                disposition = classify(exc)
-                if disposition is Disposition.OUTAGE:
+                if classify(exc) is Disposition.OUTAGE:
                     raise  # the whole event waits for the database
-                if disposition is Disposition.RETRY and attempt < HANDLER_TRIES:
+                if _conflict(exc) and attempt < HANDLER_TRIES:
                     inner.outgoing.clear()  # a deadlock, a serialization failure: again
                     await asyncio.sleep(0.05 * 2**attempt)
                     continue
@@ -354,26 +385,28 @@ class Choreographer:
     async def operate(
         self, tx: Connection, saga_id: str, action: str, *, by: str, note: str = ""
     ) -> bool:
-        """An operator's decision as an event every copy applies: ``resume`` a saga (each
-        copy parked for the same cause is taken back, a copy that held the saga's events
-        for a definition version it lacked applies them, and what is in flight is sent
-        again; also for a saga not parked here, since a participant's copy may be), ``retry``
-        or ``resolve`` a saga in ``COMPENSATION_FAILED``. False if this copy is not in the
-        state the action is for."""
+        """An operator's decision as an event every copy applies: ``resume`` a parked saga
+        (each copy parked for the same cause is taken back, and what is in flight is sent
+        again), ``retry`` or ``resolve`` a saga in ``COMPENSATION_FAILED``. A resume of a
+        saga not parked here is a rejoin: only a copy that held the saga's events for a
+        definition version it lacked acts on it (it applies them, now that the version is
+        deployed). False if this copy is not in the state the action is for."""
         state = await store.load(tx, saga_id)
         d = self.latest.get(state.definition) if state else None
         if state is None or d is None:
             return False
-        if action == "resume":  # a parked copy, here or elsewhere (anything in flight)
-            parked = await store.parked_reason(tx, saga_id) is not None
-            if not parked and state.status not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
-                return False
-        elif state.status is not SagaStatus.COMPENSATION_FAILED:
-            return False
         kind = resolved_type(d) if action == "resolve" else resumed_type(d)
+        if action == "resume" and await store.parked_reason(tx, saga_id) is None:
+            kind = rejoin_type(d)  # not parked here; a participant's copy may wait
+        elif action != "resume" and state.status is not SagaStatus.COMPENSATION_FAILED:
+            return False
         body = {"by": by, "note": note, "action": action}
         await outbox.add(tx, self.event(d, kind, saga_id, body))
         return True
+
+
+def _conflict(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) in CONFLICTS
 
 
 def _event(d: SagaDefinition, env: Envelope, now: float) -> Event:

@@ -87,7 +87,10 @@ def routes(definitions: Sequence[SagaDefinition]) -> APIRouter:
     r = APIRouter(tags=["sagas"])
 
     for d in newest(definitions).values():  # new sagas start on the newest version
-        _start_route(r, d)
+        # A saga whose first step is a local transaction starts in the service whose
+        # transaction that is (start_saga there): started here, it would run on nothing.
+        if d.stages[0][0].action is not None:
+            _start_route(r, d)
 
     @r.get(
         "/sagas/{saga_id}",

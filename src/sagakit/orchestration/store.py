@@ -195,7 +195,8 @@ async def prune(tx: Connection, older_than: timedelta, batch: int = 1000) -> int
         "WITH gone AS (DELETE FROM sagas WHERE saga_id IN (SELECT saga_id FROM sagas"
         " WHERE status IN ('COMPLETED', 'FAILED') AND updated_at < now() - $1::interval"
         " ORDER BY updated_at LIMIT $2) RETURNING saga_id),"
-        " log AS (DELETE FROM saga_log WHERE saga_id IN (SELECT saga_id FROM gone))"
+        " log AS (DELETE FROM saga_log WHERE saga_id IN (SELECT saga_id FROM gone)),"
+        " held AS (DELETE FROM saga_held_events WHERE saga_id IN (SELECT saga_id FROM gone))"
         " SELECT count(*) FROM gone",
         older_than,
         batch,
@@ -283,8 +284,12 @@ async def record_mode(tx: Connection, mode: str) -> None:
 
 
 async def recorded_mode(tx: Connection) -> str | None:
-    """The mode recorded by :func:`record_mode`, if the service ever started."""
-    mode: str | None = await tx.fetchval("SELECT value FROM saga_settings WHERE key = 'mode'")
+    """The mode recorded by :func:`record_mode`, if the service ever started (since it
+    records one)."""
+    try:
+        mode: str | None = await tx.fetchval("SELECT value FROM saga_settings WHERE key = 'mode'")
+    except asyncpg.UndefinedTableError:
+        return None
     return mode
 
 
@@ -312,6 +317,15 @@ async def take_held(tx: Connection, saga_id: str) -> list[Envelope]:
         codec.decode(r["topic"], r["key"], r["value"], codec.unpack_headers(r["headers"]))
         for r in sorted(rows, key=lambda r: r["seq"])
     ]
+
+
+async def unpark(tx: Connection, saga_id: str) -> None:
+    """Take a copy back without a decision (it will apply the events it held)."""
+    await tx.execute(
+        "UPDATE sagas SET parked = NULL, version = version + 1, updated_at = now()"
+        " WHERE saga_id = $1",
+        saga_id,
+    )
 
 
 async def forget(tx: Connection, saga_id: str) -> None:
