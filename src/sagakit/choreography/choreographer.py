@@ -139,7 +139,8 @@ class Choreographer:
         if named is None:
             raise MessageError(f"{env.type}: no saga definition hosted here for {env.topic}")
         state = await store.load(ctx.tx, env.key, lock=True)
-        if state is not None and await store.holding(ctx.tx, env.key):
+        parked = state is not None and await store.parked_reason(ctx.tx, env.key) is not None
+        if state is not None and parked and await store.holding(ctx.tx, env.key):
             # This copy waits for its definition version: the event is kept, in order; an
             # operator's resume (or rejoin) applies what it holds once the version is here.
             await store.hold(ctx.tx, env)
@@ -149,10 +150,15 @@ class Choreographer:
                 await store.note(ctx.tx, env.key, f"#{state.step}", env.type, "held")
             return
         if env.type != rejoin_type(named):  # (it only wakes a copy that holds events)
-            await self._follow(ctx, named, state)
+            await self._follow(ctx, named, state, parked=parked)
 
     async def _follow(
-        self, ctx: MessageContext, named: SagaDefinition, state: SagaState | None
+        self,
+        ctx: MessageContext,
+        named: SagaDefinition,
+        state: SagaState | None,
+        *,
+        parked: bool,
     ) -> None:
         """Apply one event of the stream (a start, a reply, a timer, an operator's
         decision) to this copy, and run this service's commands."""
@@ -165,7 +171,6 @@ class Choreographer:
             return
         if state.status.terminal:
             return  # nothing changes a finished saga (the engine would say so too)
-        parked = await store.parked_reason(ctx.tx, env.key) is not None
         try:
             found = hosted(self.definitions, state.definition, state.definition_version)
         except MessageError as exc:
@@ -205,7 +210,6 @@ class Choreographer:
             definition = hosted(self.definitions, named.name, version)
         except MessageError as exc:
             if state is None:  # kept, set aside with the reason, its events held
-                await store.hold(ctx.tx, env)
                 unhosted = SagaState(
                     env.key,
                     named.name,
@@ -218,6 +222,7 @@ class Choreographer:
                 entry = store.LogEntry("#0", "start", "", [])
                 if await store.insert(ctx.tx, unhosted, entry) is not None:
                     await store.park(ctx.tx, env.key, "#0", str(exc))
+                    await store.hold(ctx.tx, env)  # (a copy holds only while parked)
             return
         check_payload(definition, env.type, env.payload)
         decision = start(definition, Started(env.key, dict(env.payload), now))
@@ -261,7 +266,8 @@ class Choreographer:
             try:
                 async with ctx.tx.transaction():
                     current = await store.load(ctx.tx, saga_id, lock=True)
-                    await self._follow(inner, named, current)
+                    parked = await store.parked_reason(ctx.tx, saga_id) is not None
+                    await self._follow(inner, named, current, parked=parked)
             except MessageError as exc:  # every other copy dead-lettered it: skipped here
                 await store.note(ctx.tx, saga_id, f"#{state.step}", env.type, f"skipped: {exc}")
 
