@@ -36,6 +36,7 @@ from typing import Any
 
 import asyncpg
 
+from sagakit import metrics
 from sagakit.aio import sleep_or_stop
 from sagakit.db.pool import Connection, transaction
 from sagakit.errors import MessageError
@@ -245,8 +246,10 @@ class ConsumerRuntime:
         ctx = MessageContext(
             p.envelope, conn, self.group, self.router.namespace, out, p.route.replies
         )
+        began = time.perf_counter()
         with handling(p.envelope):
             await p.route.handler(ctx, p.payload)
+        metrics.handled(p.envelope.type, time.perf_counter() - began)
 
     async def _one(self, rec: Record, parsed: _Parsed | Exception) -> None:
         if isinstance(parsed, Exception):

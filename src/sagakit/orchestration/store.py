@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from sagakit import metrics
 from sagakit.db import Connection
 from sagakit.errors import ConcurrencyConflict
 from sagakit.messaging import Envelope, codec
@@ -104,7 +105,10 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
         " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
         *_args(s, entry),
     )
-    return None if version is None else s.evolve(version=version)
+    if version is None:
+        return None
+    metrics.saga_saved(s, entry.commands, started=True)
+    return s.evolve(version=version)
 
 
 async def load(tx: Connection, saga_id: str, *, lock: bool = False) -> SagaState | None:
@@ -133,6 +137,7 @@ async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     )
     if version is None:
         raise ConcurrencyConflict(f"saga {s.saga_id} changed since version {s.version}")
+    metrics.saga_saved(s, entry.commands, started=False)
     return s.evolve(version=version)
 
 

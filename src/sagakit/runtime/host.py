@@ -19,9 +19,10 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from sagakit import http, orchestration
+from sagakit import http, metrics, orchestration
 from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
 from sagakit.db.pool import Connection, redact
@@ -115,6 +116,9 @@ class Runtime:
 
 GAUGES = {
     "sagakit_outbox_backlog": "SELECT count(*) FROM sagakit_outbox",
+    "sagakit_outbox_oldest_seconds": (
+        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM sagakit_outbox"
+    ),
     "sagakit_outbox_parked": "SELECT count(*) FROM sagakit_outbox_parked",
 }
 """Read at each scrape for every service."""
@@ -137,9 +141,11 @@ def create_app(
         except Exception as exc:
             app.state.startup_error = exc  # serve() reports it in one line
             raise
+        metrics.RUNTIMES.add(rt)
         try:
             yield
         finally:
+            metrics.RUNTIMES.remove(rt)
             rt.supervisor.stop.set()
             await rt.supervisor.wait()
             await rt.producer.stop()
@@ -149,6 +155,7 @@ def create_app(
         if not settings.database_url or not settings.kafka_bootstrap:
             raise ConfigError("SAGAKIT_DATABASE_URL and SAGAKIT_KAFKA_BOOTSTRAP must be set")
         mode = mode_from_env()
+        metrics.serving(spec.name, {d.name for d in spec.orchestrates})
         spec.check(mode)
         name = settings.database(spec.database)
         await _ensure_database(settings.database_url, name)
@@ -251,29 +258,19 @@ def create_app(
         return JSONResponse(body, status_code=200 if db and broker else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=http.problems(503))
-    async def metrics(request: Request) -> str:
-        """Prometheus text format."""
+    async def metrics_(request: Request) -> Response:
+        """Prometheus text format (see ``sagakit.metrics``)."""
         rt: Runtime = request.app.state.runtime
-        s = rt.consumer.stats
-        values = {
-            "sagakit_messages_handled_total": s.handled,
-            "sagakit_messages_duplicate_total": s.duplicates,
-            "sagakit_messages_retried_total": s.retries,
-            "sagakit_messages_dead_lettered_total": s.dead_lettered,
-            "sagakit_messages_skipped_total": s.skipped,
-            "sagakit_outbox_published_total": rt.relay.stats.published,
-            "sagakit_outbox_send_failures_total": rt.relay.stats.failed_sends,
-            "sagakit_task_restarts_total": sum(rt.supervisor.restarts.values()),
-        }
         gauges = {**GAUGES, **(orchestration.GAUGES if spec.orchestrates else {}), **spec.gauges}
+        read: dict[str, float] = {}
         async with rt.pool.acquire(timeout=2) as conn:
             for name, sql in gauges.items():
-                values[name] = int(await conn.fetchval(sql))
+                read[name] = float(await conn.fetchval(sql) or 0)
         for k, v in rt.extra.items():  # counts a service's own loops keep
             if isinstance(v, int):
-                values[k if k.startswith("sagakit_") else f"sagakit_{k}"] = v
-        label = f'{{service="{spec.name}"}}'
-        return "".join(f"{k}{label} {v}\n" for k, v in values.items())
+                read[k if k.startswith("sagakit_") else f"sagakit_{k}"] = v
+        body = metrics.exposition(rt, read)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 
