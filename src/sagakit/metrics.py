@@ -132,21 +132,32 @@ class Runtimes(Collector):
         yield from gauges.values()
 
 
+COUNTERS = {
+    "sagakit_messages_handled": "Messages handled.",
+    "sagakit_messages_duplicate": "Messages dropped as already handled.",
+    "sagakit_messages_retried": "Failed attempts that were retried.",
+    "sagakit_messages_dead_lettered": "Messages dead-lettered.",
+    "sagakit_messages_skipped": "Records neither handled nor parked.",
+    "sagakit_outbox_published": "Outbox rows published.",
+    "sagakit_outbox_send_failures": "Failed sends of outbox rows.",
+    "sagakit_task_restarts": "Background tasks restarted after a failure.",
+}
+"""The runtime's own counters, read at each scrape."""
+
+
 def _counters(rt: Runtime) -> dict[str, tuple[str, float]]:
     s, relay = rt.consumer.stats, rt.relay.stats
-    return {
-        "sagakit_messages_handled": ("Messages handled.", s.handled),
-        "sagakit_messages_duplicate": ("Messages dropped as already handled.", s.duplicates),
-        "sagakit_messages_retried": ("Failed attempts that were retried.", s.retries),
-        "sagakit_messages_dead_lettered": ("Messages dead-lettered.", s.dead_lettered),
-        "sagakit_messages_skipped": ("Records neither handled nor parked.", s.skipped),
-        "sagakit_outbox_published": ("Outbox rows published.", relay.published),
-        "sagakit_outbox_send_failures": ("Failed sends of outbox rows.", relay.failed_sends),
-        "sagakit_task_restarts": (
-            "Background tasks restarted after a failure.",
-            sum(rt.supervisor.restarts.values()),
-        ),
-    }
+    values = (
+        s.handled,
+        s.duplicates,
+        s.retries,
+        s.dead_lettered,
+        s.skipped,
+        relay.published,
+        relay.failed_sends,
+        sum(rt.supervisor.restarts.values()),
+    )
+    return {name: (COUNTERS[name], v) for name, v in zip(COUNTERS, values, strict=True)}
 
 
 RUNTIMES = Runtimes()
