@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from sagakit.runtime.host import Runtime
     from sagakit.saga import SagaState
 
+Lag = Mapping[tuple[str, int], int]
+"""Records after a consumer's position, per (topic, partition)."""
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 """sagakit's metrics, and yours if you register them here."""
 
@@ -106,10 +109,10 @@ class Runtimes(Collector):
     values read from its database for the scrape in progress."""
 
     def __init__(self) -> None:
-        self.running: dict[int, tuple[Runtime, Mapping[str, float]]] = {}
+        self.running: dict[int, tuple[Runtime, Mapping[str, float], Lag]] = {}
 
     def add(self, rt: Runtime) -> None:
-        self.running[id(rt)] = (rt, {})
+        self.running[id(rt)] = (rt, {}, {})
 
     def remove(self, rt: Runtime) -> None:
         self.running.pop(id(rt), None)
@@ -117,7 +120,12 @@ class Runtimes(Collector):
     def collect(self) -> Iterable[Metric]:
         families: dict[str, CounterMetricFamily] = {}
         gauges: dict[str, GaugeMetricFamily] = {}
-        for rt, read in self.running.values():
+        lags = GaugeMetricFamily(
+            "sagakit_consumer_lag",
+            "Records on a partition after this consumer's position, read at this scrape.",
+            labels=["service", "topic", "partition"],
+        )
+        for rt, read, lag in self.running.values():
             service = rt.service.name
             for name, (text, value) in _counters(rt).items():
                 family = families.setdefault(
@@ -128,8 +136,11 @@ class Runtimes(Collector):
                 text = f"{name.removeprefix('sagakit_')}, read at this scrape."
                 gauge = gauges.setdefault(name, GaugeMetricFamily(name, text, labels=["service"]))
                 gauge.add_metric([service], reading)
+            for (topic, partition), n in sorted(lag.items()):
+                lags.add_metric([service, topic, str(partition)], n)
         yield from families.values()
         yield from gauges.values()
+        yield lags
 
 
 COUNTERS = {
@@ -164,7 +175,8 @@ RUNTIMES = Runtimes()
 REGISTRY.register(RUNTIMES)
 
 
-def exposition(rt: Runtime, read: Mapping[str, float]) -> bytes:
-    """The text format, with ``read`` as ``rt``'s values read from its database."""
-    RUNTIMES.running[id(rt)] = (rt, read)
+def exposition(rt: Runtime, read: Mapping[str, float], lag: Lag) -> bytes:
+    """The text format, with ``read`` as ``rt``'s values read from its database and
+    ``lag`` its consumer's, both for this scrape."""
+    RUNTIMES.running[id(rt)] = (rt, read, lag)
     return generate_latest(REGISTRY)

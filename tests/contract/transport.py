@@ -88,6 +88,24 @@ class TransportContract:
             again = await drain(second, 6)
         assert [r.value for r in again] == [str(n).encode() for n in range(4, 10)]
 
+    async def test_lag_counts_the_records_not_yet_fetched(
+        self, transport: Transport, topic: str
+    ) -> None:
+        async with transport.producer() as producer:
+            await producer.send_many([rec(topic, "same", str(n)) for n in range(10)])
+        async with transport.consumer(f"g-{uuid.uuid4().hex}", [topic]) as consumer:
+            got: list[Record] = []
+            async with asyncio.timeout(30):
+                while not got:  # (a group member may take a moment to be assigned)
+                    for records in (await consumer.poll(max_records=4, timeout_ms=50)).values():
+                        got.extend(records)
+            assert len(got) == 4
+            lag = await consumer.lag()
+            assert lag[got[0].tp] == 6, lag
+            assert all(n == 0 for tp, n in lag.items() if tp != got[0].tp), lag
+            await drain(consumer, 6)
+            assert (await consumer.lag())[got[0].tp] == 0
+
     async def test_groups_are_independent(self, transport: Transport, topic: str) -> None:
         async with transport.producer() as producer:
             await producer.send_many([rec(topic, f"k{n}", str(n)) for n in range(30)])

@@ -68,4 +68,6 @@ async def test_saga_counts_match_the_sagas_run(mode: Mode, trip_fleets: dict[Mod
     handled = "flight.book" if mode is Mode.ORCHESTRATION else "trip.start"
     assert delta("flight", "sagakit_handler_seconds_count", type=handled) == 7
     assert delta("trips", "sagakit_messages_handled_total") > 0
-    assert value(after["trips"], "sagakit_outbox_backlog", service="trips") >= 0
+    assert ("sagakit_outbox_backlog", (("service", "trips"),)) in after["trips"]
+    lags = [k for k in after["trips"] if k[0] == "sagakit_consumer_lag"]
+    assert lags and all(dict(labels)["topic"] for _, labels in lags), "a series per partition"

@@ -308,3 +308,20 @@ async def test_a_compensation_out_of_attempts_waits_for_an_operator(fresh_db: st
     ]
     assert "cancelled by phone" in log[1]["note"]
     await pool.close()
+
+
+async def test_sagas_whose_timers_are_long_overdue_are_counted_stuck(fresh_db: str) -> None:
+    from sagakit.orchestration import GAUGES
+
+    orch = Orchestrator([RESERVE_FIRST], clock=Clock())  # timers set in 1970: long overdue
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    ids = await start_sagas(pool, orch, 3)
+    stuck = GAUGES["sagakit_sagas_stuck"]
+    assert await pool.fetchval(stuck) == 3
+    async with pool.acquire() as conn:
+        await store.park(conn, ids[0], "reserve_stock", "parked: counted there instead")
+        await conn.execute(
+            "UPDATE sagas SET due_at = extract(epoch FROM now()) + 5 WHERE saga_id = $1", ids[1]
+        )
+    assert await pool.fetchval(stuck) == 1
+    await pool.close()

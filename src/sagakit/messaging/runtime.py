@@ -45,7 +45,7 @@ from sagakit.messaging.envelope import Envelope, derived_id
 from sagakit.messaging.logcontext import handling
 from sagakit.messaging.retry import Disposition, RetryPolicy, classify, is_outage
 from sagakit.messaging.router import MessageContext, Route, Router
-from sagakit.messaging.transport.port import Record, TopicPartition, Transport
+from sagakit.messaging.transport.port import Consumer, Record, TopicPartition, Transport
 from sagakit.topics import DEAD_LETTERS, topic_name
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ class ConsumerRuntime:
         self.pool = pool
         self.options = options or ConsumerOptions()
         self.stats = ConsumerStats()
+        self.consumer: Consumer | None = None
+        """The group member, while running."""
         self.last_poll: float = 0.0
         """Monotonic time of the last successful poll (health checks read it)."""
         self._stop = asyncio.Event()
@@ -117,7 +119,7 @@ class ConsumerRuntime:
     # -- loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         self._stop = stop
-        consumer = self.transport.consumer(self.group, self.router.topics)
+        consumer = self.consumer = self.transport.consumer(self.group, self.router.topics)
         await consumer.start()
         if ready is not None:
             ready.set()

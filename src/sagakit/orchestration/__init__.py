@@ -64,6 +64,12 @@ def loops(service: Service, mode: Mode) -> tuple[Callable[..., Any], ...]:
 
 GAUGES = {
     "sagakit_sagas_parked": "SELECT count(*) FROM sagas WHERE parked IS NOT NULL",
+    # Unfinished, not set aside, and its timer a minute overdue (or missing): nothing moves
+    # it (the orchestrator, or in choreography the tracker, is down or behind).
+    "sagakit_sagas_stuck": (
+        "SELECT count(*) FROM sagas WHERE status IN ('RUNNING', 'COMPENSATING')"
+        " AND parked IS NULL AND (due_at IS NULL OR due_at < extract(epoch FROM now()) - 60)"
+    ),
     "sagakit_sagas_compensation_failed": (
         "SELECT count(*) FROM sagas WHERE status = 'COMPENSATION_FAILED'"
     ),

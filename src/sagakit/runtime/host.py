@@ -269,7 +269,9 @@ def create_app(
         for k, v in rt.extra.items():  # counts a service's own loops keep
             if isinstance(v, int):
                 read[k if k.startswith("sagakit_") else f"sagakit_{k}"] = v
-        body = metrics.exposition(rt, read)
+        member = rt.consumer.consumer
+        lag = await member.lag() if member is not None else {}
+        body = metrics.exposition(rt, read, lag)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -229,6 +229,22 @@ class KafkaConsumer(Consumer):
                 self._returned[key] = got[-1].offset + 1
         return out
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out = {}
+        for tp in sorted(consumer.assignment()):
+            end = consumer.highwater(tp)  # as of the last fetch from that partition
+            if end is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except (TimeoutError, KafkaError, IllegalStateError):
+                continue  # being reassigned, or not reset yet: no figure this time
+            out[(tp.topic, tp.partition)] = max(0, end - position)
+        return out
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         assert self._consumer is not None, "consumer not started"
         if self.group is None:

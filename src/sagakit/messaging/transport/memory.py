@@ -163,6 +163,12 @@ class MemoryConsumer(Consumer):
                 ok = False
         return ok
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        return {
+            tp: len(self.broker.partitions[tp[0]][tp[1]]) - pos
+            for tp, pos in self.assignment.items()
+        }
+
 
 class MemoryTransport(Transport):
     def __init__(self, broker: MemoryBroker | None = None) -> None:

@@ -102,6 +102,11 @@ class Consumer(ABC):
         """Commit ``offset`` (the next one to read) per partition. Returns False when the
         partition moved to another member meanwhile (its records will be redelivered)."""
 
+    @abstractmethod
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Per assigned partition whose end is known, the records after this member's
+        position: written, not yet fetched."""
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
