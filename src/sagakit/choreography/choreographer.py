@@ -19,12 +19,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
+from sagakit import tracing
 from sagakit.aio import repeat
 from sagakit.db import Connection, transaction
 from sagakit.errors import MessageError
@@ -309,7 +310,8 @@ class Choreographer:
                 async with ctx.tx.transaction():
                     model = part.model
                     body = model.model_validate(command.payload) if model else command.payload
-                    await part.handler(inner, body)
+                    with tracing.span(f"run {command.type}", attributes={"attempt": attempt}):
+                        await part.handler(inner, body)
                 break
             except Exception as exc:
                 if classify(exc) is Disposition.OUTAGE:
@@ -362,7 +364,9 @@ class Choreographer:
                         await store.park(conn, row["saga_id"], "timer", str(exc))
                     continue
                 at = max(now, row["due_at"])
-                out.append(self.event(d, timer_type(d), row["saga_id"], {"at": at}))
+                with tracing.span("timer", parent=store.trace_of(row)):  # the saga's trace
+                    timer = self.event(d, timer_type(d), row["saga_id"], {"at": at})
+                    out.append(replace(timer, headers=tracing.inject(timer.headers)))
             await outbox.add(conn, *out)
             await store.timer_announced(conn, [r["saga_id"] for r in rows], now)
         return len(rows)

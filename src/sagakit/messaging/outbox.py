@@ -31,7 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from opentelemetry.trace import Span
 
+from sagakit import tracing
 from sagakit.aio import sleep_or_stop
 from sagakit.db.pool import Connection
 from sagakit.errors import SagakitError
@@ -92,7 +94,8 @@ def storable_text(text: str, limit: int = 2000) -> str:
 
 async def add(tx: Connection, *messages: Envelope) -> None:
     """Queue ``messages`` for publication. Call inside the transaction whose effects they
-    announce: they are published if and only if it commits."""
+    announce: they are published if and only if it commits. Each carries the current
+    trace context (the handler's span, the saga's start)."""
     if not messages:
         return
     await add_raw(
@@ -103,11 +106,21 @@ async def add(tx: Connection, *messages: Envelope) -> None:
                 m.key.encode(),
                 m.message_id,
                 encode_value(m),
-                [(k, v.encode()) for k, v in m.headers.items()],
+                [(k, v.encode()) for k, v in tracing.inject(m.headers).items()],
             )
             for m in messages
         ],
     )
+
+
+def _traced(record: OutgoingRecord) -> tuple[OutgoingRecord, Span]:
+    """The record under a publish span of its own (a child of the context it was written
+    in), which it carries on instead; the span ends once the batch is sent."""
+    text = {k: v.decode(errors="replace") for k, v in record.headers if v is not None}
+    span, carried = tracing.start_publish(record.topic, text)
+    kept = [(k, v) for k, v in record.headers if k not in tracing.FIELDS]
+    headers = (*kept, *((k, v.encode()) for k, v in carried.items() if k in tracing.FIELDS))
+    return OutgoingRecord(record.topic, record.key, record.value, headers), span
 
 
 async def park_raw(tx: Connection, row: Row, error: str) -> None:
@@ -252,11 +265,18 @@ class OutboxRelay:
                 OutgoingRecord(r["topic"], r["key"], r["value"], unpack_headers(r["headers"]))
                 for r in rows
             ]
+            spans = []
+            if tracing.exporting:
+                traced = [_traced(r) for r in records]
+                records, spans = [r for r, _ in traced], [sp for _, sp in traced]
             failures: Mapping[int, SagakitError] = {}
             try:
                 await self.producer.send_many(records)
             except PublishFailed as exc:
                 failures = exc.failures
+            finally:
+                for sp in spans:
+                    sp.end()
             sent = [r["id"] for i, r in enumerate(rows) if i not in failures]
             if not sent and failures and all(f.retriable for f in failures.values()):
                 raise PublishFailed(failures)  # nothing went through: an outage, not the rows

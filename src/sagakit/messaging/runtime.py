@@ -31,12 +31,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
+from opentelemetry.trace import SpanKind
 
-from sagakit import metrics
+from sagakit import metrics, tracing
 from sagakit.aio import sleep_or_stop
 from sagakit.db.pool import Connection, transaction
 from sagakit.errors import MessageError
@@ -248,10 +249,26 @@ class ConsumerRuntime:
         ctx = MessageContext(
             p.envelope, conn, self.group, self.router.namespace, out, p.route.replies
         )
-        began = time.perf_counter()
-        with handling(p.envelope):
+        env, began = p.envelope, time.perf_counter()
+        with (
+            handling(env),
+            tracing.span(
+                f"handle {env.type}",
+                parent=env.headers,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.destination.name": env.topic,
+                    "messaging.message.id": str(env.message_id),
+                    "sagakit.saga_id": env.correlation_id,
+                    "sagakit.group": self.group,
+                },
+            ),
+        ):
+            written = len(out)
             await p.route.handler(ctx, p.payload)
-        metrics.handled(p.envelope.type, time.perf_counter() - began)
+            # What it sent carries its span (written to the outbox after it returns).
+            out[written:] = [replace(m, headers=tracing.inject(m.headers)) for m in out[written:]]
+        metrics.handled(env.type, time.perf_counter() - began)
 
     async def _one(self, rec: Record, parsed: _Parsed | Exception) -> None:
         if isinstance(parsed, Exception):

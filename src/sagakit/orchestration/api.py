@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError, create_model
 
-from sagakit import http
+from sagakit import http, tracing
 from sagakit.orchestration import store
 from sagakit.saga import SagaDefinition, SagaStatus
 from sagakit.saga.definition import newest
@@ -170,15 +171,21 @@ def _start_route(r: APIRouter, definition: SagaDefinition) -> None:
         saga_id = saga_id_for(definition, key) if key else str(uuid.uuid4())
         rt = _runtime(request)
         retry = "retry with the same Idempotency-Key" if idempotency_key else "the saga may exist"
+        start_span = tracing.span(
+            f"start {definition.name}",
+            kind=SpanKind.PRODUCER,
+            attributes={"sagakit.saga_id": saga_id, "sagakit.definition": definition.name},
+        )
         async with rt.pool.acquire() as conn, http.transaction(conn, retry=retry):
-            if rt.service.choreographs(rt.mode):  # the tracker records its copy at once
-                created = await choreographer(rt).begin(
-                    conn, definition, saga_id, body, record=True
-                )
-            else:
-                created = await orchestrator(rt).begin(conn, definition, saga_id, body)
-            if not created and not await store.started_with(conn, saga_id, body):
-                raise HTTPException(409, "this Idempotency-Key started a saga with other data")
+            with start_span:  # the saga's trace: every message it causes carries it on
+                if rt.service.choreographs(rt.mode):  # the tracker records its copy at once
+                    created = await choreographer(rt).begin(
+                        conn, definition, saga_id, body, record=True
+                    )
+                else:
+                    created = await orchestrator(rt).begin(conn, definition, saga_id, body)
+                if not created and not await store.started_with(conn, saga_id, body):
+                    raise HTTPException(409, "this Idempotency-Key started a saga with other data")
         out = SagaStarted(saga_id=saga_id, definition=definition.name, created=created)
         return JSONResponse(out.model_dump(), status_code=202 if created else 200)
 

@@ -8,10 +8,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 
+from sagakit import tracing
 from sagakit.aio import repeat
 from sagakit.db import Connection, transaction
 from sagakit.errors import ConfigError, MessageError
@@ -183,32 +185,41 @@ class Orchestrator:
             rows = await store.due(conn, now, limit)
             out: list[Envelope] = []
             for row in rows:
-                try:
-                    state = store.from_row(row)
-                    definition = self.definition(state)
-                    state = self._state(definition, state)
-                    decision = decide(definition, state, TimedOut(now))
-                    entry = store.entry(definition, decision, "timer") if decision.changed else None
-                except Exception as exc:
-                    await self._park_id(conn, row["saga_id"], str(row["step"]), f"timer: {exc!r}")
-                    continue
-                if entry is None:
-                    continue
-                try:
-                    async with conn.transaction():
-                        saved = await store.save(conn, decision.state, entry)
-                except Exception as exc:
-                    disposition = classify(exc)
-                    if disposition is Disposition.OUTAGE:
-                        raise
-                    if disposition is Disposition.PERMANENT:
-                        await self._park(conn, definition, state, f"timer: {exc!r}")
-                    else:
-                        log.warning("saga %s: timer write failed (%r)", state.saga_id, exc)
-                    continue
-                out += self._commands(saved, decision, None)
+                with tracing.span("timer", parent=store.trace_of(row)):
+                    out += await self._fire(conn, row, now)
             await outbox.add(conn, *out)
         return len(rows)
+
+    async def _fire(self, conn: Connection, row: asyncpg.Record, now: float) -> list[Envelope]:
+        """One saga's timer, in a savepoint of its own; the commands to send (carrying the
+        saga's trace)."""
+        try:
+            state = store.from_row(row)
+            definition = self.definition(state)
+            state = self._state(definition, state)
+            decision = decide(definition, state, TimedOut(now))
+            entry = store.entry(definition, decision, "timer") if decision.changed else None
+        except Exception as exc:
+            await self._park_id(conn, row["saga_id"], str(row["step"]), f"timer: {exc!r}")
+            return []
+        if entry is None:
+            return []
+        try:
+            async with conn.transaction():
+                saved = await store.save(conn, decision.state, entry)
+        except Exception as exc:
+            disposition = classify(exc)
+            if disposition is Disposition.OUTAGE:
+                raise
+            if disposition is Disposition.PERMANENT:
+                await self._park(conn, definition, state, f"timer: {exc!r}")
+            else:
+                log.warning("saga %s: timer write failed (%r)", state.saga_id, exc)
+            return []
+        return [
+            replace(m, headers=tracing.inject(m.headers))
+            for m in self._commands(saved, decision, None)
+        ]
 
     async def resume(self, tx: Connection, saga_id: str) -> bool:
         """Take back a parked saga: the commands it is waiting on are sent again (a new

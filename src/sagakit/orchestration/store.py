@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from sagakit import metrics
+from sagakit import metrics, tracing
 from sagakit.db import Connection
 from sagakit.errors import ConcurrencyConflict
 from sagakit.messaging import Envelope, codec
@@ -100,10 +100,11 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
     id exists already."""
     version = await tx.fetchval(
         "WITH written AS ("
-        f" INSERT INTO sagas ({_COLUMNS}, start_data)"
-        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $15, $16, $6)"
+        f" INSERT INTO sagas ({_COLUMNS}, start_data, trace)"
+        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $15, $16, $6, $17)"
         " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
         *_args(s, entry),
+        tracing.traceparent(),  # where it started: its timers continue that trace
     )
     if version is None:
         return None
@@ -215,7 +216,7 @@ async def due(tx: Connection, now: float, limit: int) -> list[asyncpg.Record]:
     row this build cannot read is parked instead of failing them all."""
     return list(
         await tx.fetch(
-            f"SELECT {_COLUMNS} FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
+            f"SELECT {_COLUMNS}, trace FROM sagas WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
             " FOR UPDATE SKIP LOCKED",
             now,
             limit,
@@ -257,7 +258,7 @@ async def due_unannounced(tx: Connection, now: float, limit: int) -> list[asyncp
     ``RESEND_TIMER_AFTER`` seconds, locked for this transaction (replicas skip them)."""
     return list(
         await tx.fetch(
-            "SELECT saga_id, definition, definition_version, due_at FROM sagas"
+            "SELECT saga_id, definition, definition_version, due_at, trace FROM sagas"
             " WHERE due_at <= $1 AND parked IS NULL"
             " AND (timer_sent_at IS NULL OR timer_sent_at < $1 - $3)"
             " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -336,3 +337,8 @@ async def unpark(tx: Connection, saga_id: str) -> None:
 async def forget(tx: Connection, saga_id: str) -> None:
     """Drop a copy's state (its log stays): it is rebuilt from the saga's events."""
     await tx.execute("DELETE FROM sagas WHERE saga_id = $1", saga_id)
+
+
+def trace_of(row: asyncpg.Record) -> dict[str, str]:
+    """Headers carrying the trace a saga started in (empty if it was not traced)."""
+    return {"traceparent": row["trace"]} if row["trace"] else {}

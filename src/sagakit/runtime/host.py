@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from sagakit import http, metrics, orchestration
+from sagakit import http, metrics, orchestration, tracing
 from sagakit.config import Settings, database_url
 from sagakit.db import MigrationSet, connect_pool, migrate
 from sagakit.db.pool import Connection, redact
@@ -324,6 +324,8 @@ def serve(spec: Service) -> None:
     port = int(os.environ.get("SAGAKIT_PORT", "0") or 0)
     if not port:
         raise ConfigError("SAGAKIT_PORT must be set")
+    os.environ.setdefault("OTEL_SERVICE_NAME", spec.name)
+    tracing.configure()
     server: uvicorn.Server | None = None
 
     def stop_serving() -> None:
@@ -347,6 +349,8 @@ def serve(spec: Service) -> None:
     except SystemExit:  # uvicorn's exit after a failed start-up
         if getattr(app.state, "startup_error", None) is None:
             raise
+    finally:
+        tracing.flush()
     failed: BaseException | None = getattr(app.state, "startup_error", None)
     if failed is not None:
         log.critical("%s did not start: %s", spec.name, redact(_one_line(failed)))

@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
+from sagakit import tracing
 from sagakit.config import Settings
 from sagakit.db import Connection
 from sagakit.messaging import derived_id, new_message, outbox
@@ -76,17 +78,22 @@ async def start_saga(
         choreography = os.environ.get("SAGAKIT_MODE") == "choreography"
     if saga_id is None:
         saga_id = saga_id_for(definition, key) if key is not None else str(uuid.uuid4())
-    if choreography:
-        await Choreographer([definition], {}, namespace=namespace).begin(
-            tx, definition, saga_id, body, record=keep_copy
+    with tracing.span(
+        f"start {definition.name}",
+        kind=SpanKind.PRODUCER,
+        attributes={"sagakit.saga_id": saga_id, "sagakit.definition": definition.name},
+    ):  # the saga's trace: every message it causes carries it on
+        if choreography:
+            await Choreographer([definition], {}, namespace=namespace).begin(
+                tx, definition, saga_id, body, record=keep_copy
+            )
+            return saga_id
+        message = new_message(
+            definition.starts_on,
+            body,
+            key=saga_id,
+            topic=topic_name(namespace, definition.starts_on),
+            message_id=derived_id(saga_id, definition.starts_on),
         )
-        return saga_id
-    message = new_message(
-        definition.starts_on,
-        body,
-        key=saga_id,
-        topic=topic_name(namespace, definition.starts_on),
-        message_id=derived_id(saga_id, definition.starts_on),
-    )
-    await outbox.add(tx, message)
+        await outbox.add(tx, message)
     return saga_id
