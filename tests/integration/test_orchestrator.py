@@ -325,3 +325,27 @@ async def test_sagas_whose_timers_are_long_overdue_are_counted_stuck(fresh_db: s
         )
     assert await pool.fetchval(stuck) == 1
     await pool.close()
+
+
+async def test_what_a_timer_sends_continues_the_saga_trace(fresh_db: str) -> None:
+    """A saga keeps the trace context it started in; the commands its timers send carry
+    that trace on (a span of it), as the commands its replies cause do."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from sagakit.messaging.codec import unpack_headers
+
+    clock = Clock()
+    orch = Orchestrator([RESERVE_FIRST], clock=clock)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=2)
+    started = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(started)):  # the start's span, as a handler has it
+        [saga_id] = await start_sagas(pool, orch, 1)
+    await pool.execute("DELETE FROM sagakit_outbox")
+    clock.now += 5.1
+    assert await orch.fire_timers(pool) == 1  # inventory.reserve is sent again
+    rows = await pool.fetch("SELECT key, headers FROM sagakit_outbox")
+    assert [r["key"].decode() for r in rows] == [saga_id]
+    headers = dict(unpack_headers(rows[0]["headers"]))
+    assert headers["traceparent"].split(b"-")[1] == f"{0xABC:032x}".encode()
+    await pool.close()
