@@ -35,6 +35,7 @@ from sagakit.messaging import (
     inbox,
     logcontext,
 )
+from sagakit.messaging.retry import is_outage
 from sagakit.messaging.transport.kafka import KafkaOptions, KafkaTransport, ensure_topics
 from sagakit.messaging.transport.port import Producer
 from sagakit.runtime.pruning import prune_periodically
@@ -166,10 +167,7 @@ def create_app(
             *([SAGAS] if spec.keeps_sagas(mode) else []),
             *filter(None, [spec.migrations]),
         ]
-        async with pool.acquire() as conn:
-            await migrate(conn, *sets)
-            if spec.keeps_sagas(mode):
-                await orchestration.store.record_mode(conn, mode.value)
+        await _prepare(pool, sets, spec, mode)
         await ensure_topics(
             settings.kafka_bootstrap,
             spec.topics(mode, settings.namespace),
@@ -281,6 +279,29 @@ async def prune_inbox(rt: Runtime, stop: asyncio.Event) -> None:
     """Forget handled message ids older than the inbox retention."""
     keep = timedelta(hours=rt.settings.inbox_retention_hours)
     await prune_periodically(rt.pool, stop, inbox.prune, keep, what="inbox")
+
+
+async def _prepare(
+    pool: asyncpg.Pool, sets: list[MigrationSet], spec: Service, mode: Mode, *, wait: float = 60
+) -> None:
+    """Migrate the service's database and record its mode. A database that goes away
+    meanwhile (a restart) is waited for, within ``wait`` seconds: the migrations run in one
+    transaction, so a retry starts over cleanly."""
+    deadline = time.monotonic() + wait
+    delay = 0.2
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, *sets)
+                if spec.keeps_sagas(mode):
+                    await orchestration.store.record_mode(conn, mode.value)
+            return
+        except Exception as exc:
+            if not is_outage(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database lost during start-up (%r); again in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def _start_producer(transport: KafkaTransport, *, wait: float) -> Producer:
