@@ -177,7 +177,11 @@ class Shop:
         """Wait until the order is CONFIRMED or CANCELLED; return it."""
         async with asyncio.timeout(timeout):
             while True:
-                order = await self.get("order", f"/orders/{order_id}")
+                try:
+                    order = await self.get("order", f"/orders/{order_id}")
+                except httpx.TransportError:  # a pooled connection to a killed process
+                    await asyncio.sleep(0.05)
+                    continue
                 if order["status"] != "PENDING":
                     return order
                 await asyncio.sleep(0.05)
