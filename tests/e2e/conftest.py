@@ -72,25 +72,27 @@ async def shop_fleets(
         yield up
 
 
+def trip_fleet(
+    stack: StackInfo, mode: Mode, log_dir: Path, env: dict[str, str] | None = None
+) -> Fleet:
+    """The trip's four services in ``mode``, in a namespace of their own."""
+    settings = Settings(
+        namespace=f"trip{uuid.uuid4().hex[:8]}", session_timeout_ms=3000, fetch_max_wait_ms=20
+    )
+    ports = {name: free_port() for name in TRIP_SERVICES}
+    return Fleet(stack, settings, TRIP_SERVICES, ports, mode=mode, env=env or {}, log_dir=log_dir)
+
+
 @pytest.fixture(scope="session")
 async def trip_fleets(
     stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[Mode, Fleet]]:
     """The trip's services in each mode: orchestrated by the agency, or choreographed from
     the same definition (the agency then tracks the sagas: timeline, timers, HTTP)."""
-    fleets = {}
-    for m in MODES:
-        settings = Settings(
-            namespace=f"trip{uuid.uuid4().hex[:8]}", session_timeout_ms=3000, fetch_max_wait_ms=20
-        )
-        fleets[m] = Fleet(
-            stack,
-            settings,
-            TRIP_SERVICES,
-            {name: free_port() for name in TRIP_SERVICES},
-            mode=m,
-            log_dir=Path(tmp_path_factory.mktemp(f"trip-logs-{m.value}")),
-        )
+    fleets = {
+        m: trip_fleet(stack, m, Path(tmp_path_factory.mktemp(f"trip-logs-{m.value}")))
+        for m in MODES
+    }
     async with started(fleets) as up:
         yield up
 

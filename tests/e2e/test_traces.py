@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from examples.trip.system import SERVICES
 
-from sagakit import Mode, Settings
-from sagakit.dev import Fleet, StackInfo
-from sagakit.devstack.processes import free_port
+from sagakit import Mode
+from sagakit.dev import StackInfo
+from tests.e2e.conftest import trip_fleet
 from tests.e2e.test_trip import Agency, request
 
 
@@ -41,18 +39,8 @@ def spans_in(log: Path) -> list[dict[str, Any]]:
 async def test_one_saga_is_one_trace_across_every_service(
     mode: Mode, stack: StackInfo, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        namespace=f"trace{uuid.uuid4().hex[:8]}", session_timeout_ms=3000, fetch_max_wait_ms=20
-    )
-    fleet = Fleet(
-        stack,
-        settings,
-        SERVICES,
-        {name: free_port() for name in SERVICES},
-        mode=mode,
-        env={"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"},
-        log_dir=tmp_path,
-    )
+    exporting = {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    fleet = trip_fleet(stack, mode, tmp_path, exporting)
     await fleet.start(timeout=90)
     try:
         async with httpx.AsyncClient(timeout=30) as client:

@@ -139,8 +139,7 @@ class Choreographer:
         named = self.latest.get(env.headers.get(DEFINITION, "")) or self.by_topic.get(env.topic)
         if named is None:
             raise MessageError(f"{env.type}: no saga definition hosted here for {env.topic}")
-        state = await store.load(ctx.tx, env.key, lock=True)
-        parked = state is not None and await store.parked_reason(ctx.tx, env.key) is not None
+        state, parked = await _copy(ctx.tx, env.key)
         if state is not None and parked and await store.holding(ctx.tx, env.key):
             # This copy waits for its definition version: the event is kept, in order; an
             # operator's resume (or rejoin) applies what it holds once the version is here.
@@ -266,8 +265,7 @@ class Choreographer:
             )
             try:
                 async with ctx.tx.transaction():
-                    current = await store.load(ctx.tx, saga_id, lock=True)
-                    parked = await store.parked_reason(ctx.tx, saga_id) is not None
+                    current, parked = await _copy(ctx.tx, saga_id)
                     await self._follow(inner, named, current, parked=parked)
             except MessageError as exc:  # every other copy dead-lettered it: skipped here
                 await store.note(ctx.tx, saga_id, f"#{state.step}", env.type, f"skipped: {exc}")
@@ -413,6 +411,13 @@ class Choreographer:
         body = {"by": by, "note": note, "action": action}
         await outbox.add(tx, self.event(d, kind, saga_id, body))
         return True
+
+
+async def _copy(tx: Connection, saga_id: str) -> tuple[SagaState | None, bool]:
+    """This service's copy of the saga (locked for the transaction), and whether it is
+    parked."""
+    state = await store.load(tx, saga_id, lock=True)
+    return state, state is not None and await store.parked_reason(tx, saga_id) is not None
 
 
 def _conflict(exc: BaseException) -> bool:
