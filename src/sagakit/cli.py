@@ -172,8 +172,8 @@ def _sagas(args: argparse.Namespace) -> int:
 
     import asyncpg
 
-    from sagakit.choreography import Choreographer
-    from sagakit.orchestration import Orchestrator, store
+    from sagakit import operator
+    from sagakit.orchestration import store
     from sagakit.orchestration.timeline import render_list, render_timeline
 
     settings = Settings.from_env()
@@ -207,26 +207,20 @@ def _sagas(args: argparse.Namespace) -> int:
                     print(f"{r['saga_id']}  {r['status']} at {r['step']}: {r['parked']}")
                 print(f"{len(rows)} parked saga(s)")
                 return 0
-            orchestrator = Orchestrator(service.orchestrates, namespace=settings.namespace)
-            who = _operator()
             async with conn.transaction():
-                if service.choreographs(mode):
-                    # Every service follows the saga: the decision goes out as an event.
-                    note = args.note if args.action == "resolve" else ""
-                    choreo = Choreographer(service.followed, {}, namespace=settings.namespace)
-                    done = await choreo.operate(conn, args.saga_id, args.action, by=who, note=note)
-                elif args.action == "resume":
-                    done = await orchestrator.resume(conn, args.saga_id)
-                elif args.action == "retry":
-                    done = await orchestrator.retry(conn, args.saga_id, by=who)
-                else:
-                    done = await orchestrator.resolve(conn, args.saga_id, args.note, by=who)
+                done = await operator.act(
+                    conn,
+                    service,
+                    mode,
+                    args.saga_id,
+                    args.action,
+                    by=_operator(),
+                    note=args.note or "",
+                    namespace=settings.namespace,
+                )
         finally:
             await conn.close()
-        if not done:
-            wanted = "parked" if args.action == "resume" else "in COMPENSATION_FAILED"
-            raise SagakitError(f"saga {args.saga_id} is not {wanted}")
-        print(f"saga {args.saga_id}: {_DONE[args.action]}")
+        print(f"saga {args.saga_id}: {done}")
         return 0
 
     return asyncio.run(run())
@@ -256,13 +250,6 @@ def _operator() -> str:
         return os.environ.get("SAGAKIT_OPERATOR") or getpass.getuser()
     except (OSError, KeyError):
         return "unknown operator"
-
-
-_DONE = {
-    "resume": "resumed, the commands it waits on are sent again",
-    "retry": "its failed compensations are sent again, each with a new budget",
-    "resolve": "resolved, now FAILED (the note is in its log)",
-}
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -337,6 +324,8 @@ def _refs(refs: Sequence[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sagakit import operator
+
     parser = argparse.ArgumentParser(prog="sagakit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -396,20 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50)
     show = sagas_sub.add_parser("show", help="a saga's state, current step and timeline")
     show.add_argument("saga_id")
-    resume = sagas_sub.add_parser("resume", help="take a parked saga back (re-sends its step)")
-    resume.add_argument("saga_id")
     parked = sagas_sub.add_parser("parked", help="sagas set aside as unprocessable, and why")
     parked.add_argument("--limit", type=int, default=100)
-    retry = sagas_sub.add_parser(
-        "retry", help="send the failed compensations of a COMPENSATION_FAILED saga again"
-    )
-    retry.add_argument("saga_id")
-    resolve = sagas_sub.add_parser(
-        "resolve", help="close a COMPENSATION_FAILED saga as FAILED, saying what was done"
-    )
-    resolve.add_argument("saga_id")
-    resolve.add_argument("--note", required=True, help="what was done by hand (kept in its log)")
-    for p in (listing, show, resume, parked, retry, resolve):
+    acting = []
+    for action in operator.ACTIONS.values():
+        p = sagas_sub.add_parser(action.name, help=action.help)
+        p.add_argument("saga_id")
+        needed = action.name in ("cancel", "resolve")
+        p.add_argument(
+            "--note",
+            required=needed,
+            help="why, or what was done by hand (kept in its log)"
+            + ("" if needed else "; optional here"),
+        )
+        acting.append(p)
+    for p in (listing, show, parked, *acting):
         p.add_argument(
             "--service", required=True, help="MODULE:NAME of the service orchestrating them"
         )

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from sagakit.saga import (
     Action,
+    Cancelled,
     Decision,
     Replied,
     Resolved,
@@ -327,3 +328,30 @@ def test_resends_back_off() -> None:
     assert state.status is SagaStatus.COMPENSATING
     comps = [w for w in waits[2:] if w is not None]
     assert comps == sorted(comps) and max(comps) <= RESEND_BACKOFF_CAP * D.compensation_timeout
+
+
+def test_cancel_compensates_what_is_in_flight_and_what_is_done() -> None:
+    """An operator's cancel at the payment step: the charge may have happened, so it is
+    undone, and so is the reservation before it; the saga ends FAILED with the note."""
+    state, _ = run(("inventory.reserved", {"amount_cents": 500}))
+    decision = decide(D, state, Cancelled("customer called", 5.0))
+    assert [c.type for c in decision.commands] == ["payment.refund"]
+    assert decision.state.status is SagaStatus.COMPENSATING
+    assert decision.state.reason == "cancelled: customer called"
+    state = decision.state
+    sent = []
+    for reply in ("payment.refunded", "inventory.released", "order.cancelled"):
+        decision = decide(D, state, Replied(reply, {}, 6.0))
+        sent += [c.type for c in decision.commands]
+        state = decision.state
+    assert sent == ["inventory.release", "order.cancel"]
+    assert state.status is SagaStatus.FAILED
+
+
+def test_cancel_is_refused_past_the_pivot_and_when_not_running() -> None:
+    state, _ = run(("inventory.reserved", {}), ("payment.success", OK))
+    past = decide(D, state, Cancelled("too late", 5.0))
+    assert not past.changed and not past.commands and "pivot" in past.note
+    failed, _ = run(("inventory.failed", {"reason": "out of stock"}))
+    turning = decide(D, failed, Cancelled("twice", 5.0))
+    assert not turning.changed and "only a running saga" in turning.note

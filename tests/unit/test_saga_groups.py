@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from sagakit.saga import (
     Action,
+    Cancelled,
     Decision,
     Parallel,
     Replied,
@@ -176,7 +177,7 @@ DEFINITIONS = {
         steps=tuple(replace(s, compensation_attempts=2) for s in RESERVE_FIRST.all_steps),
     ),
 }
-OPERATOR = ("resume", "resolve")
+OPERATOR = ("resume", "resolve", "cancel")
 
 
 PROGRESS = ("ok", "ok", "ok", "no", "tick", "tick")
@@ -203,7 +204,8 @@ def _answer(d: SagaDefinition, state: SagaState, ok: bool, pick: int) -> str | N
 
 
 def _apply(d: SagaDefinition, state: SagaState, ev: str, now: float) -> tuple[str, Decision]:
-    """The event ``ev`` stands for (a reply type, tick, resume, resolve), and its decision."""
+    """The event ``ev`` stands for (a reply type, tick, resume, resolve, cancel), and its
+    decision."""
     if ev in ("ok", "no"):
         ev = _answer(d, state, ev == "ok", int(now)) or "tick"
     if ev == "tick":
@@ -212,6 +214,8 @@ def _apply(d: SagaDefinition, state: SagaState, ev: str, now: float) -> tuple[st
         return ev, decide(d, state, Resumed(now))
     if ev == "resolve":
         return ev, decide(d, state, Resolved("by hand", now))
+    if ev == "cancel":
+        return ev, decide(d, state, Cancelled("by hand", now))
     return ev, decide(d, state, Replied(ev, {"reason": ev}, now))
 
 

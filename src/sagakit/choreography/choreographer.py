@@ -32,7 +32,9 @@ from sagakit.errors import MessageError
 from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
 from sagakit.messaging.retry import Disposition, classify
 from sagakit.orchestration import store
+from sagakit.orchestration.orchestrator import operator_label
 from sagakit.saga import (
+    Cancelled,
     Command,
     Decision,
     Replied,
@@ -80,6 +82,10 @@ def resolved_type(d: SagaDefinition) -> str:
     return f"sagakit.{d.name}.resolved"
 
 
+def cancelled_type(d: SagaDefinition) -> str:
+    return f"sagakit.{d.name}.cancelled"
+
+
 def rejoin_type(d: SagaDefinition) -> str:
     """Wakes a copy that held a saga's events for a version it lacked; no-op elsewhere."""
     return f"sagakit.{d.name}.rejoin"
@@ -93,6 +99,7 @@ def event_types(d: SagaDefinition) -> tuple[str, ...]:
         timer_type(d),
         resumed_type(d),
         resolved_type(d),
+        cancelled_type(d),
         rejoin_type(d),
     )
 
@@ -196,7 +203,7 @@ class Choreographer:
             await store.park(ctx.tx, env.key, found.stage_name(state.step), repr(exc))
             return
         if decision.changed:  # (saving also takes a parked copy back)
-            entry = store.entry(found, decision, _what(found, env))
+            entry = store.entry(found, decision, _what(found, env), env.payload)
             saved = await store.save(ctx.tx, decision.state, entry)
             await self._run_own(ctx, found, saved, decision)
 
@@ -227,7 +234,7 @@ class Choreographer:
         check_payload(definition, env.type, env.payload)
         decision = start(definition, Started(env.key, dict(env.payload), now))
         if state is None:
-            entry = store.entry(definition, decision, "start")
+            entry = store.entry(definition, decision, "start", env.payload)
             saved = await store.insert(ctx.tx, decision.state, entry)
             if saved is not None:
                 await self._run_own(ctx, definition, saved, decision)
@@ -385,7 +392,10 @@ class Choreographer:
         )
         if record:
             decision = start(d, Started(saga_id, dict(data), message.created_at.timestamp()))
-            if await store.insert(tx, decision.state, store.entry(d, decision, "start")) is None:
+            if (
+                await store.insert(tx, decision.state, store.entry(d, decision, "start", data))
+                is None
+            ):
                 return False
         await outbox.add(tx, message)
         return True
@@ -395,19 +405,36 @@ class Choreographer:
     ) -> bool:
         """An operator's decision as an event every copy applies: ``resume`` a parked saga
         (each copy parked for the same cause is taken back, and what is in flight is sent
-        again), ``retry`` or ``resolve`` a saga in ``COMPENSATION_FAILED``. A resume of a
-        saga not parked here is a rejoin: only a copy that held the saga's events for a
-        definition version it lacked acts on it (it applies them, now that the version is
-        deployed). False if this copy is not in the state the action is for."""
+        again), ``retry-step`` (send what a saga waits on again now), ``cancel`` a running
+        saga (it compensates), ``retry`` or ``resolve`` a saga in ``COMPENSATION_FAILED``.
+        A resume of a saga not parked here is a rejoin: only a copy that held the saga's
+        events for a definition version it lacked acts on it (it applies them, now that the
+        version is deployed). False if this copy is not in the state the action is for."""
         state = await store.load(tx, saga_id)
         d = self.latest.get(state.definition) if state else None
         if state is None or d is None:
             return False
-        kind = resolved_type(d) if action == "resolve" else resumed_type(d)
-        if action == "resume" and await store.parked_reason(tx, saga_id) is None:
-            kind = rejoin_type(d)  # not parked here; a participant's copy may wait
-        elif action != "resume" and state.status is not SagaStatus.COMPENSATION_FAILED:
-            return False
+        parked = await store.parked_reason(tx, saga_id) is not None
+        kind = {"resolve": resolved_type(d), "cancel": cancelled_type(d)}.get(
+            action, resumed_type(d)
+        )
+        if action == "resume":
+            if not parked:
+                kind = rejoin_type(d)  # not parked here; a participant's copy may wait
+        elif action in ("retry", "resolve"):
+            if state.status is not SagaStatus.COMPENSATION_FAILED:
+                return False
+        elif action == "retry-step":
+            if parked or state.status not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+                return False
+        elif action == "cancel":
+            found = self.definitions.get((state.definition, state.definition_version))
+            if parked or found is None:
+                return False
+            if not decide(found, state, Cancelled(note, time.time())).changed:
+                return False  # not running, or past its pivot: every copy would refuse
+        else:
+            raise ValueError(f"no operator action {action!r}")
         body = {"by": by, "note": note, "action": action}
         await outbox.add(tx, self.event(d, kind, saga_id, body))
         return True
@@ -431,18 +458,32 @@ def _event(d: SagaDefinition, env: Envelope, now: float) -> Event:
         return Resumed(now)
     if env.type == resolved_type(d):
         return Resolved(str(env.payload.get("note", "")), now)
+    if env.type == cancelled_type(d):
+        return Cancelled(str(env.payload.get("note", "")), now)
     check_payload(d, env.type, env.payload)
     return Replied(env.type, env.payload, now)
 
 
 def _what(d: SagaDefinition, env: Envelope) -> str:
     """The event as the saga's timeline names it."""
-    by = env.payload.get("by", "an operator")
-    if env.type == resumed_type(d):
-        return f"{'resumed' if env.payload.get('action') == 'resume' else 'retried'} by {by}"
-    if env.type == resolved_type(d):
-        return f"resolved by {by}"
+    if env.type in (resumed_type(d), resolved_type(d), cancelled_type(d)):
+        action = str(env.payload.get("action", ""))
+        what = (
+            _OPERATED.get(action)
+            or _OPERATED["resolve" if env.type == resolved_type(d) else "resume"]
+        )
+        by, note = str(env.payload.get("by", "an operator")), str(env.payload.get("note", ""))
+        return operator_label(what, by, note)
     return "timer" if env.type == timer_type(d) else env.type
+
+
+_OPERATED = {
+    "resume": "resumed",
+    "retry": "retried",
+    "resolve": "resolved",
+    "retry-step": "step retried",
+    "cancel": "cancelled",
+}
 
 
 __all__ = ["Choreographer", "Participation", "event_types", "saga_topic"]

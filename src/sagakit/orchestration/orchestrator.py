@@ -22,6 +22,7 @@ from sagakit.messaging.outbox import storable_text
 from sagakit.messaging.retry import Disposition, classify
 from sagakit.orchestration import store
 from sagakit.saga import (
+    Cancelled,
     Decision,
     Replied,
     Resolved,
@@ -130,7 +131,9 @@ class Orchestrator:
         batch, or straight into the outbox). False if a saga with this id exists already
         (the same start announced twice)."""
         decision = start(definition, Started(saga_id, dict(data), self.clock()))
-        saved = await store.insert(tx, decision.state, store.entry(definition, decision, "start"))
+        saved = await store.insert(
+            tx, decision.state, store.entry(definition, decision, "start", data)
+        )
         if saved is None:
             return False
         commands = self._commands(saved, decision, cause)
@@ -166,7 +169,11 @@ class Orchestrator:
         try:
             state = self._state(definition, state)
             decision = decide(definition, state, Replied(env.type, env.payload, self.clock()))
-            entry = store.entry(definition, decision, env.type) if decision.changed else None
+            entry = (
+                store.entry(definition, decision, env.type, env.payload)
+                if decision.changed
+                else None
+            )
         except Exception as exc:  # the engine cannot take this saga: set it aside
             await self._park(ctx.tx, definition, state, f"{env.type}: {exc!r}")
             return
@@ -221,23 +228,39 @@ class Orchestrator:
             for m in self._commands(saved, decision, None)
         ]
 
-    async def resume(self, tx: Connection, saga_id: str) -> bool:
+    async def resume(self, tx: Connection, saga_id: str, *, by: str = "", note: str = "") -> bool:
         """Take back a parked saga: the commands it is waiting on are sent again (a new
         attempt). False if there is no such parked saga."""
         state = await store.load(tx, saga_id)
         if state is None or await store.parked_reason(tx, saga_id) is None:
             return False
-        await self._operate(tx, state, Resumed(self.clock()), "resumed")
-        return True
+        return await self._operate(tx, state, Resumed(self.clock()), "resumed", by, note)
 
-    async def retry(self, tx: Connection, saga_id: str, *, by: str) -> bool:
+    async def retry_now(self, tx: Connection, saga_id: str, *, by: str, note: str = "") -> bool:
+        """Send the commands a running (or compensating) saga waits on again now, as a new
+        attempt, without waiting for their timer. False if it is not waiting on any."""
+        state = await store.load(tx, saga_id)
+        if state is None or state.status not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+            return False
+        if await store.parked_reason(tx, saga_id) is not None:
+            return False  # (resume takes a parked saga back)
+        return await self._operate(tx, state, Resumed(self.clock()), "step retried", by, note)
+
+    async def cancel(self, tx: Connection, saga_id: str, note: str, *, by: str) -> bool:
+        """Compensate a running saga from where it is. False if it is not running, or is
+        past its pivot (it can only go forward)."""
+        state = await store.load(tx, saga_id)
+        if state is None or await store.parked_reason(tx, saga_id) is not None:
+            return False
+        return await self._operate(tx, state, Cancelled(note, self.clock()), "cancelled", by, note)
+
+    async def retry(self, tx: Connection, saga_id: str, *, by: str, note: str = "") -> bool:
         """Send a saga's failed compensations again, each with a new budget. False if the
         saga is not in ``COMPENSATION_FAILED``."""
         state = await store.load(tx, saga_id)
         if state is None or state.status is not SagaStatus.COMPENSATION_FAILED:
             return False
-        await self._operate(tx, state, Resumed(self.clock()), f"retried by {by}")
-        return True
+        return await self._operate(tx, state, Resumed(self.clock()), "retried", by, note)
 
     async def resolve(self, tx: Connection, saga_id: str, note: str, *, by: str) -> bool:
         """Close a saga in ``COMPENSATION_FAILED`` as ``FAILED``: an operator settled what
@@ -245,14 +268,22 @@ class Orchestrator:
         state = await store.load(tx, saga_id)
         if state is None or state.status is not SagaStatus.COMPENSATION_FAILED:
             return False
-        await self._operate(tx, state, Resolved(note, self.clock()), f"resolved by {by}")
-        return True
+        return await self._operate(tx, state, Resolved(note, self.clock()), "resolved", by, note)
 
-    async def _operate(self, tx: Connection, state: SagaState, event: Event, what: str) -> None:
+    async def _operate(
+        self, tx: Connection, state: SagaState, event: Event, what: str, by: str, note: str
+    ) -> bool:
+        """Apply an operator's ``event``; its log line says who did it and their note.
+        False if the engine refused it (nothing is written)."""
         definition = self.definition(state)
         decision = decide(definition, self._state(definition, state), event)
-        saved = await store.save(tx, decision.state, store.entry(definition, decision, what))
+        if not decision.changed:
+            return False
+        label = operator_label(what, by, note)
+        entry = store.entry(definition, decision, label, {"by": by, "note": note})
+        saved = await store.save(tx, decision.state, entry)
         await outbox.add(tx, *self._commands(saved, decision, None))
+        return True
 
     async def _park(
         self, tx: Connection, definition: SagaDefinition | None, state: SagaState, reason: str
@@ -283,6 +314,12 @@ class Orchestrator:
             )
             for c in decision.commands
         ]
+
+
+def operator_label(what: str, by: str, note: str) -> str:
+    """How the saga's log names an operator's action: what, by whom, and why."""
+    who = f" by {by}" if by else ""
+    return f"{what}{who}: {note}" if note else f"{what}{who}"
 
 
 def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:

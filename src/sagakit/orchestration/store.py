@@ -57,18 +57,30 @@ class LogEntry:
     event: str
     note: str
     commands: Sequence[str]
+    messages: Mapping[str, Any] | None = None
+    """What the transition received and the commands it sent, with their payloads."""
 
 
-def entry(definition: SagaDefinition, decision: Decision, event: str) -> LogEntry:
-    """The log line of ``decision``, taken on ``event``."""
+def entry(
+    definition: SagaDefinition,
+    decision: Decision,
+    event: str,
+    received: Mapping[str, Any] | None = None,
+) -> LogEntry:
+    """The log line of ``decision``, taken on ``event`` (whose payload was ``received``)."""
     step = definition.stage_name(decision.state.step)
-    return LogEntry(step, event, decision.note, [c.type for c in decision.commands])
+    sent = [
+        {"type": c.type, "step": c.step, "attempt": c.attempt, "payload": dict(c.payload)}
+        for c in decision.commands
+    ]
+    messages = {"received": dict(received) if received is not None else None, "sent": sent}
+    return LogEntry(step, event, decision.note, [c.type for c in decision.commands], messages)
 
 
 _LOG = """
 , logged AS (
-    INSERT INTO saga_log (saga_id, version, status, step, event, note, commands)
-    SELECT $1, written.version, $3, $11, $12, $13, $14 FROM written
+    INSERT INTO saga_log (saga_id, version, status, step, event, note, commands, messages)
+    SELECT $1, written.version, $3, $11, $12, $13, $14, $17 FROM written
 )
 SELECT version FROM written
 """
@@ -92,6 +104,7 @@ def _args(s: SagaState, entry: LogEntry) -> tuple[object, ...]:
         list(entry.commands),
         json.dumps({k: m.to_json() for k, m in s.members.items()}),
         s.definition_version,
+        None if entry.messages is None else json.dumps(entry.messages, default=str),
     )
 
 
@@ -101,7 +114,7 @@ async def insert(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState | N
     version = await tx.fetchval(
         "WITH written AS ("
         f" INSERT INTO sagas ({_COLUMNS}, start_data, trace)"
-        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $15, $16, $6, $17)"
+        " VALUES ($1, $10, $3, $4, $5, $6, $7, $8, $9, $2 + 1, $15, $16, $6, $18)"
         " ON CONFLICT (saga_id) DO NOTHING RETURNING version)" + _LOG,
         *_args(s, entry),
         tracing.traceparent(),  # where it started: its timers continue that trace
@@ -246,7 +259,7 @@ async def timeline(
     if row is None:
         return None
     log = await tx.fetch(
-        "SELECT version, status, step, event, note, commands, at FROM saga_log"
+        "SELECT id, version, status, step, event, note, commands, at, messages FROM saga_log"
         " WHERE saga_id = $1 ORDER BY id",
         saga_id,
     )

@@ -2,6 +2,7 @@
 
 from sagakit.saga.definition import Action, Parallel, SagaDefinition, Step, StepKind
 from sagakit.saga.engine import (
+    Cancelled,
     Command,
     Decision,
     Replied,
@@ -16,6 +17,7 @@ from sagakit.saga.state import SagaState, SagaStatus
 
 __all__ = [
     "Action",
+    "Cancelled",
     "Command",
     "Decision",
     "Parallel",

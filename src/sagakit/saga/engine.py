@@ -2,8 +2,8 @@
 Pure: no clock (time comes in the event), no I/O.
 
 A saga runs its stages in order; a stage is one step or a parallel group, and every step of
-it is sent at once. Events are a start, a reply, a timer firing, or an operator's resume or
-resolve. A reply the current state does not expect (a duplicate, a late reply from an
+it is sent at once. Events are a start, a reply, a timer firing, or an operator's resume,
+resolve or cancel. A reply the current state does not expect (a duplicate, a late reply from an
 earlier stage, a reply to a re-sent command that was already answered) changes nothing.
 
 Undoing: when a step refuses or runs out of attempts, the steps of its stage that succeeded
@@ -58,7 +58,18 @@ class Resolved:
     now: float
 
 
-Event = Replied | TimedOut | Resumed | Resolved
+@dataclass(frozen=True)
+class Cancelled:
+    """An operator cancels a running saga: it compensates from where it is, as if its
+    current step had run out of attempts (a command in flight may have happened, so it is
+    undone too). Refused (nothing changes) once the saga is past its pivot: from there it
+    can only go forward."""
+
+    note: str
+    now: float
+
+
+Event = Replied | TimedOut | Resumed | Resolved | Cancelled
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,8 @@ def decide(d: SagaDefinition, state: SagaState, event: Event) -> Decision:
         return _on_reply(d, state, event)
     if isinstance(event, Resumed):
         return _on_resume(d, state, event.now)
+    if isinstance(event, Cancelled):
+        return _on_cancel(d, state, event)
     if isinstance(event, Resolved):
         if state.status is not SagaStatus.COMPENSATION_FAILED:
             return Decision(state, changed=False, note="only a failed compensation is resolved")
@@ -306,6 +319,20 @@ def _on_resume(d: SagaDefinition, state: SagaState, now: float) -> Decision:
                 Decision(_with(current, name, again), (command,), note=f"re-sent {name}")
             )
     return decision if running else decision.then(_settle(d, decision.state, now))
+
+
+def _on_cancel(d: SagaDefinition, state: SagaState, event: Cancelled) -> Decision:
+    if state.status is not SagaStatus.RUNNING:
+        return Decision(
+            state, changed=False, note=f"only a running saga is cancelled, not {state.status}"
+        )
+    if _past_pivot(d, state) or any(s.kind is StepKind.RETRIABLE for s in d.stages[state.step]):
+        return Decision(state, changed=False, note="past its pivot: it can only go forward")
+    current = state
+    for name, member in _in_order(d, state):
+        if member.progress is Progress.SENT:  # its outcome is unknown: undo it too
+            current = _with(current, name, Member(Progress.DONE, member.attempt, member.tries))
+    return _turn_back(d, current, f"cancelled: {event.note}", event.now)
 
 
 def _resumed_status(state: SagaState) -> SagaStatus:
