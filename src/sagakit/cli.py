@@ -105,7 +105,13 @@ def _dlq(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(_service_db(settings, server, args.service))
         try:
             async with transport.producer() as producer:
-                replayed = await deadletters.replay(letter, producer=producer, consumer_db=conn)
+                replayed = await deadletters.replay(
+                    letter,
+                    producer=producer,
+                    consumer_db=conn,
+                    by=_operator(),
+                    note=args.note or "",
+                )
         finally:
             await conn.close()
         if not replayed:
@@ -362,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("--partition", type=int, required=True)
     dlq_replay.add_argument("--offset", type=int, required=True)
     dlq_replay.add_argument("--service", required=True, help="MODULE:NAME of the letter's service")
+    dlq_replay.add_argument("--note", help="why it is replayed (kept with the replay)")
     for p in (dlq_list, dlq_replay):
         p.add_argument("--limit", type=int, default=1000)
     dlq.set_defaults(func=_dlq)

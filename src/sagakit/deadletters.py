@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import asyncpg
 
 from sagakit.db import Connection
 from sagakit.messaging import inbox
@@ -115,16 +118,48 @@ async def read(
     return found[:limit]
 
 
-async def replay(letter: DeadLetter, *, producer: Producer, consumer_db: Connection) -> bool:
+async def replay(
+    letter: DeadLetter,
+    *,
+    producer: Producer,
+    consumer_db: Connection,
+    by: str = "",
+    note: str = "",
+) -> bool:
     """Publish the record again to its original topic, after making the consumer group's
-    inbox forget it (``consumer_db`` is that group's service database). False, and nothing
-    published, if the message was replayed already: a second replay (or a second copy of
-    the same dead letter) would otherwise have it handled twice."""
-    if letter.message_id is not None and not await inbox.release_dead_letter(
-        consumer_db, letter.group, letter.message_id
-    ):
-        return False
+    inbox forget it (``consumer_db`` is that group's service database) and recording who
+    replayed it and why (``sagakit_replays``). False, and nothing published, if the message
+    was replayed already: a second replay (or a second copy of the same dead letter) would
+    otherwise have it handled twice."""
+    async with consumer_db.transaction():
+        if letter.message_id is not None and not await inbox.release_dead_letter(
+            consumer_db, letter.group, letter.message_id
+        ):
+            return False
+        await consumer_db.execute(
+            "INSERT INTO sagakit_replays (consumer_group, topic, dlq_partition, dlq_offset,"
+            " message_id, replayed_by, note) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            letter.group,
+            letter.topic,
+            letter.partition,
+            letter.offset,
+            letter.message_id,
+            by,
+            note,
+        )
     await producer.send_many(
         [OutgoingRecord(letter.topic, letter.key, letter.value, letter.headers)]
     )
     return True
+
+
+async def replays(conn: Connection, group: str, message_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The replays recorded of these messages of ``group``: who, when, and why."""
+    return list(
+        await conn.fetch(
+            "SELECT message_id, replayed_by, note, at FROM sagakit_replays"
+            " WHERE consumer_group = $1 AND message_id = ANY($2::uuid[])",
+            group,
+            list(message_ids),
+        )
+    )

@@ -304,7 +304,7 @@ async def test_a_compensation_out_of_attempts_waits_for_an_operator(fresh_db: st
     )
     assert [(r["saga_id"], r["status"], r["event"]) for r in log] == [
         (stuck, "COMPENSATING", "retried by ada"),
-        (other, "FAILED", "resolved by bob"),
+        (other, "FAILED", "resolved by bob: cancelled by phone"),
     ]
     assert "cancelled by phone" in log[1]["note"]
     await pool.close()
