@@ -79,6 +79,7 @@ def _up(args: argparse.Namespace) -> int:
         mode=Mode(args.mode),
         log_dir=settings.home / "logs",
         env={"SHOP_FLOW": args.flow},
+        console_port=args.port_base - 1,
     )
     asyncio.run(fleet.start())
     return run_until_stopped(fleet, keep_stack=args.keep_stack)
@@ -135,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the stack and the shop's services; Ctrl-C stops them")
     up.add_argument("--mode", choices=MODES, default="orchestration")
     up.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
-    up.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
+    up.add_argument(
+        "--port-base",
+        type=int,
+        default=8001,
+        help="services get 4 ports from it; the console the one before",
+    )
     up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
     up.set_defaults(func=_up)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -251,11 +250,9 @@ async def _saga_mode(conn: Any, service: Service) -> Mode:
 
 
 def _operator() -> str:
-    """Who acts, for the saga log: ``SAGAKIT_OPERATOR``, else the login name."""
-    try:
-        return os.environ.get("SAGAKIT_OPERATOR") or getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown operator"
+    from sagakit.console.auth import local_operator
+
+    return local_operator()
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -295,13 +292,45 @@ def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     mode = Mode(args.mode)
     named = {_service(ref).name: ref for ref in _refs(args.services)}
-    check_system([_service(ref) for ref in named.values()], mode)  # before starting anything
+    services = [_service(ref) for ref in named.values()]
+    check_system(services, mode)  # before starting anything
     ports = {name: args.port + i for i, name in enumerate(named)}
     fleet = Fleet(
-        DevStack(settings).up(), settings, named, ports, mode=mode, log_dir=settings.home / "logs"
+        DevStack(settings).up(),
+        settings,
+        named,
+        ports,
+        mode=mode,
+        log_dir=settings.home / "logs",
+        console_port=(args.console_port or None) if any(s.orchestrates for s in services) else None,
     )
     asyncio.run(fleet.start())
     return run_until_stopped(fleet, keep_stack=args.keep_stack)
+
+
+def _console(args: argparse.Namespace) -> int:
+    """Serve the web console for the named services until Ctrl-C."""
+    import asyncio
+
+    from sagakit.console import run
+    from sagakit.messaging import logcontext
+
+    logcontext.configure(os.environ.get("SAGAKIT_LOG_LEVEL", "INFO"), prefix="console ")
+    settings = Settings.from_env()
+    server, bootstrap = _endpoints(settings)
+    services = [_service(ref) for ref in _refs(args.services)]
+    print(f"console on http://{args.host}:{args.port}", flush=True)
+    asyncio.run(
+        run(
+            services,
+            host=args.host,
+            port=args.port,
+            settings=settings,
+            server=server,
+            bootstrap=bootstrap,
+        )
+    )
+    return 0
 
 
 def _refs(refs: Sequence[str]) -> list[str]:
@@ -359,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mode", choices=[m.value for m in Mode], default="orchestration")
     up.add_argument("--port", type=int, default=8001, help="first HTTP port")
     up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
+    up.add_argument(
+        "--console-port", type=int, default=8000, help="the web console's port (0: no console)"
+    )
     up.set_defaults(func=_up)
 
     dlq = sub.add_parser("dlq", help="list or replay dead-lettered messages")
@@ -411,6 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--service", required=True, help="MODULE:NAME of the service orchestrating them"
         )
     sagas.set_defaults(func=_sagas)
+
+    console = sub.add_parser("console", help="the web console: watch sagas and act on them")
+    console.add_argument(
+        "services", nargs="+", help="MODULE:NAME of Services (or of a dict of them)"
+    )
+    console.add_argument("--host", default=os.environ.get("SAGAKIT_CONSOLE_HOST", "127.0.0.1"))
+    console.add_argument(
+        "--port", type=int, default=int(os.environ.get("SAGAKIT_CONSOLE_PORT", "8000"))
+    )
+    console.set_defaults(func=_console)
 
     diagram = sub.add_parser("diagram", help="print saga definitions as Mermaid flowcharts")
     diagram.add_argument("definition", help="MODULE:NAME of a SagaDefinition")

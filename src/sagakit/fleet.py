@@ -24,6 +24,10 @@ from sagakit.refs import load_as
 from sagakit.runtime.service import Mode, Service, check_system
 
 
+CONSOLE = "console"
+"""The process name of the web console in a fleet."""
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -52,6 +56,9 @@ class Fleet:
     """Extra environment for every service (failure rates, log level)."""
     replicas: Mapping[str, int] = field(default_factory=dict)
     """More than one process of a service: extra ones get the next ports."""
+    console_port: int | None = None
+    """Also serve the web console (``sagakit console``) for these services on this port,
+    once they are up."""
 
     def __post_init__(self) -> None:
         self.processes: dict[str, ServiceProcess] = {}
@@ -60,6 +67,9 @@ class Fleet:
                 key = name if i == 0 else f"{name}-{i + 1}"
                 port = self.ports[name] + 10 * i
                 self.processes[key] = ServiceProcess(key, port, self.log_dir / f"{key}.log", name)
+        if self.console_port is not None:
+            log = self.log_dir / f"{CONSOLE}.log"
+            self.processes[CONSOLE] = ServiceProcess(CONSOLE, self.console_port, log, CONSOLE)
 
     def url(self, name: str) -> str:
         return self.processes[name].url
@@ -86,17 +96,24 @@ class Fleet:
             replication_factor=s.replication_factor,
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        services = [n for n in self.processes if n != CONSOLE]
         try:
-            for name in self.processes:
+            for name in services:
                 self._spawn(name)
-            await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in self.processes))
+            await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in services))
+            if CONSOLE in self.processes:  # it reads the databases the services made
+                self._spawn(CONSOLE)
+                await self.wait_healthy(CONSOLE, timeout=timeout)
         except BaseException:
             self.stop()
             raise
 
     def _spawn(self, name: str) -> None:
         sp = self.processes[name]
-        ref = self.services[sp.service]
+        if sp.service == CONSOLE:
+            argv = ["console", *self.services.values(), "--port", str(sp.port)]
+        else:
+            argv = ["run", self.services[sp.service]]
         env = {
             **os.environ,
             **self.env,
@@ -112,7 +129,7 @@ class Fleet:
         }
         with sp.log.open("ab") as out:
             sp.proc = subprocess.Popen(
-                [sys.executable, "-m", "sagakit", "run", ref],
+                [sys.executable, "-m", "sagakit", *argv],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -185,7 +202,10 @@ def run_until_stopped(fleet: Fleet, *, keep_stack: bool = False) -> int:
     print(f"  PostgreSQL  {redact(fleet.stack.database_url)}")
     print(f"  Kafka       {fleet.stack.kafka_bootstrap}")
     for name, sp in fleet.processes.items():
-        print(f"  {name:<13}{sp.url}  (API docs {sp.url}/docs, log {sp.log})")
+        if name == CONSOLE:
+            print(f"  {name:<13}{sp.url}  (the web console, log {sp.log})")
+        else:
+            print(f"  {name:<13}{sp.url}  (API docs {sp.url}/docs, log {sp.log})")
     print("Ctrl-C stops everything.")
     stopped = False
 

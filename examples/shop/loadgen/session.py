@@ -34,6 +34,7 @@ async def running_shop(
     *,
     env: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
+    console_port: int | None = None,
 ) -> AsyncIterator[tuple[StackInfo, Fleet]]:
     base = Settings.from_env()
     settings = replace(base, namespace=namespace)
@@ -48,6 +49,7 @@ async def running_shop(
         mode=mode,
         log_dir=base.home / "logs" / namespace,
         env={"SHOP_FLOW": flow.value, **(env or {})},
+        console_port=console_port,
     )
     try:
         names = tuple(settings.database(d) for d in SERVICE_DATABASES.values())

@@ -65,7 +65,7 @@ class Keeper:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT saga_id, definition, definition_version, status, step, reason, parked,"
-                " started_at, updated_at, extract(epoch FROM now()) AS now,"
+                " started_at, updated_at, extract(epoch FROM now())::float8 AS now,"
                 f" ({STUCK}) AS stuck FROM sagas WHERE {' AND '.join(where)}"
                 " ORDER BY updated_at DESC LIMIT $3",
                 definition,

@@ -1,0 +1,33 @@
+// Live updates: the server sends an event whenever a saga changes; the page fetches itself
+// again and swaps in the part marked data-live-region (forms outside it keep what you type).
+(function () {
+  const live = document.getElementById("live");
+  const region = () => document.querySelector("[data-live-region]");
+  if (!region() || !window.EventSource) return;
+  let busy = false, again = false;
+  async function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const res = await fetch(location.href, { headers: { "X-Live": "1" }, cache: "no-store" });
+      if (res.ok) {
+        const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+        const fresh = doc.querySelector("[data-live-region]");
+        const open = new Set([...region().querySelectorAll("details[open] summary")].map(s => s.textContent));
+        if (fresh) {
+          region().replaceWith(fresh);
+          fresh.querySelectorAll("details summary").forEach(s => { if (open.has(s.textContent)) s.parentElement.open = true; });
+        }
+        const acts = document.getElementById("actions"), freshActs = doc.getElementById("actions");
+        if (acts && freshActs && acts.dataset.actions !== freshActs.dataset.actions) acts.replaceWith(freshActs);
+      }
+    } finally {
+      busy = false;
+      if (again) { again = false; setTimeout(refresh, 250); }
+    }
+  }
+  const events = new EventSource("/events");
+  events.onopen = () => live.classList.add("on");
+  events.onerror = () => live.classList.remove("on");
+  events.addEventListener("change", refresh);
+})();
