@@ -23,7 +23,6 @@ from sagakit.errors import StackError
 from sagakit.refs import load_as
 from sagakit.runtime.service import Mode, Service, check_system
 
-
 CONSOLE = "console"
 """The process name of the web console in a fleet."""
 
