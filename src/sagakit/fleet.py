@@ -95,11 +95,11 @@ class Fleet:
             replication_factor=s.replication_factor,
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        services = [n for n in self.processes if n != CONSOLE]
+        first = [n for n in self.processes if n != CONSOLE]
         try:
-            for name in services:
+            for name in first:
                 self._spawn(name)
-            await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in services))
+            await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in first))
             if CONSOLE in self.processes:  # it reads the databases the services made
                 self._spawn(CONSOLE)
                 await self.wait_healthy(CONSOLE, timeout=timeout)
