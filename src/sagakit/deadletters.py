@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from sagakit.db import Connection
-from sagakit.messaging import inbox
+from sagakit.messaging import derived_id, inbox
 from sagakit.messaging.transport import OutgoingRecord, Producer, Transport
 from sagakit.messaging.transport.port import Headers
 from sagakit.topics import DEAD_LETTERS, topic_name
@@ -57,6 +57,12 @@ class DeadLetter:
             return uuid.UUID(json.loads(self.value)["id"])
         except (ValueError, KeyError, TypeError):
             return None
+
+    @property
+    def recorded_id(self) -> uuid.UUID:
+        """The id its group's inbox recorded it under: the message's own, or for a record
+        it could not read as a message, one derived from where the record was."""
+        return self.message_id or derived_id(self.topic, self.source_partition, self.source_offset)
 
     @property
     def message_type(self) -> str | None:
@@ -132,9 +138,13 @@ async def replay(
     was replayed already: a second replay (or a second copy of the same dead letter) would
     otherwise have it handled twice."""
     async with consumer_db.transaction():
-        if letter.message_id is not None and not await inbox.release_dead_letter(
-            consumer_db, letter.group, letter.message_id
-        ):
+        # Given up on while it was read, a message is recorded under the id of where it was.
+        where = derived_id(letter.topic, letter.source_partition, letter.source_offset)
+        released = [
+            await inbox.release_dead_letter(consumer_db, letter.group, i)
+            for i in dict.fromkeys(filter(None, (letter.message_id, where)))
+        ]
+        if not any(released):
             return False
         await consumer_db.execute(
             "INSERT INTO sagakit_replays (consumer_group, topic, dlq_partition, dlq_offset,"
@@ -143,7 +153,7 @@ async def replay(
             letter.topic,
             letter.partition,
             letter.offset,
-            letter.message_id,
+            letter.recorded_id,
             by,
             note,
         )

@@ -66,9 +66,6 @@ class Fleet:
                 key = name if i == 0 else f"{name}-{i + 1}"
                 port = self.ports[name] + 10 * i
                 self.processes[key] = ServiceProcess(key, port, self.log_dir / f"{key}.log", name)
-        if self.console_port is not None:
-            log = self.log_dir / f"{CONSOLE}.log"
-            self.processes[CONSOLE] = ServiceProcess(CONSOLE, self.console_port, log, CONSOLE)
 
     def url(self, name: str) -> str:
         return self.processes[name].url
@@ -95,14 +92,12 @@ class Fleet:
             replication_factor=s.replication_factor,
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        first = [n for n in self.processes if n != CONSOLE]
         try:
-            for name in first:
+            for name in self.processes:
                 self._spawn(name)
-            await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in first))
-            if CONSOLE in self.processes:  # it reads the databases the services made
-                self._spawn(CONSOLE)
-                await self.wait_healthy(CONSOLE, timeout=timeout)
+            await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in self.processes))
+            if self.console_port is not None:  # it reads the databases the services made
+                await self.start_console(self.console_port, timeout=timeout)
         except BaseException:
             self.stop()
             raise
@@ -151,6 +146,18 @@ class Fleet:
                         return
                 await asyncio.sleep(0.1)
         raise StackError(f"{name} service not healthy within {timeout:.0f} s; see {sp.log}")
+
+    async def start_console(self, port: int, *, timeout: float = 60.0) -> ServiceProcess:
+        """Start the web console for the running services on ``port``."""
+        log = self.log_dir / f"{CONSOLE}.log"
+        self.processes[CONSOLE] = ServiceProcess(CONSOLE, port, log, CONSOLE)
+        self._spawn(CONSOLE)
+        await self.wait_healthy(CONSOLE, timeout=timeout)
+        return self.processes[CONSOLE]
+
+    def proceed(self, name: str) -> None:
+        """SIGCONT a paused service's process group: it goes on where it stopped."""
+        self._signal(name, signal.SIGCONT)
 
     def kill(self, name: str) -> None:
         """SIGKILL the service's process group: no cleanup, no goodbye to the broker."""

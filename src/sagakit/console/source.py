@@ -114,13 +114,13 @@ class Letters:
         letters = await deadletters.read(self.transport, self.namespace, limit=limit, idle=0.5)
         replays: dict[tuple[str, str], dict[str, Any]] = {}
         for group, pool in self.pools.items():
-            ids = [str(d.message_id) for d in letters if d.group == group and d.message_id]
+            ids = [str(d.recorded_id) for d in letters if d.group == group]
             if not ids:
                 continue
             async with pool.acquire() as conn:
                 for r in await deadletters.replays(conn, group, ids):
                     replays[(group, str(r["message_id"]))] = dict(r)
-        return [(d, replays.get((d.group, str(d.message_id)))) for d in letters]
+        return [(d, replays.get((d.group, str(d.recorded_id)))) for d in letters]
 
     async def replay(
         self, wanted: Sequence[tuple[int, int]], *, by: str, note: str
