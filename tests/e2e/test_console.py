@@ -88,7 +88,7 @@ def console_of(shop: Shop, consoles: dict[Mode, str]) -> str:
 async def screenshot(page: Page, shop: Shop, name: str) -> None:
     folder = os.environ.get("SAGAKIT_SCREENSHOTS")
     if folder and shop.fleet.mode is Mode.ORCHESTRATION:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         await page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
