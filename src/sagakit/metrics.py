@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from sagakit.runtime.host import Runtime
-    from sagakit.saga import SagaState
+    from sagakit.saga import SagaDefinition, SagaState
 
 Lag = Mapping[tuple[str, int], int]
 """Records after a consumer's position, per (topic, partition)."""
@@ -71,6 +71,15 @@ SAGA_COMMANDS = Counter(
     registry=REGISTRY,
 )
 
+STEP_SECONDS = Histogram(
+    "sagakit_step_seconds",
+    "From a step's command (or compensation) being sent to its reply, by definition, step"
+    " and what the reply meant (done, failed, undone, undo_failed).",
+    ["service", "definition", "step", "outcome"],
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+
 _service = "-"
 _counted: set[str] = set()
 
@@ -102,6 +111,19 @@ def saga_saved(state: SagaState, commands: Sequence[str], *, started: bool) -> N
         outcome = state.status.value
         SAGAS_ENDED.labels(_service, d, outcome).inc()
         SAGA_SECONDS.labels(_service, d, outcome).observe(max(0.0, time.time() - state.started_at))
+
+
+def step_answered(definition: SagaDefinition, before: SagaState, reply: str, now: float) -> None:
+    """A reply changed a saga: how long its step's command waited for it."""
+    if definition.name not in _counted:
+        return
+    found = definition.reply_of(reply)
+    member = before.members.get(found[0].name) if found else None
+    if found is None or member is None or member.sent_at is None or not member.progress.in_flight:
+        return
+    STEP_SECONDS.labels(_service, definition.name, found[0].name, found[2]).observe(
+        max(0.0, now - member.sent_at)
+    )
 
 
 class Runtimes(Collector):

@@ -59,6 +59,11 @@ async def test_saga_counts_match_the_sagas_run(mode: Mode, trip_fleets: dict[Mod
     commands = "sagakit_saga_commands_total"
     assert delta("trips", commands, definition="trip", command="car.rent") == 7
     assert delta("trips", commands, definition="trip", command="flight.cancel") == 3
+    # Step latency: each step's command answered, by what the answer meant.
+    steps = "sagakit_step_seconds_count"
+    assert delta("trips", steps, definition="trip", step="rent_car", outcome="done") == 4
+    assert delta("trips", steps, definition="trip", step="rent_car", outcome="failed") == 3
+    assert delta("trips", steps, definition="trip", step="book_flight", outcome="undone") == 3
     # Participants keep copies in choreography, but never count the sagas.
     for participant in ("flight", "hotel", "car"):
         assert delta(participant, "sagakit_sagas_started_total", definition="trip") == 0

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from sagakit import tracing
+from sagakit import metrics, tracing
 from sagakit.aio import repeat
 from sagakit.db import Connection, transaction
 from sagakit.errors import MessageError
@@ -205,6 +205,7 @@ class Choreographer:
         if decision.changed:  # (saving also takes a parked copy back)
             entry = store.entry(found, decision, _what(found, env), env.payload)
             saved = await store.save(ctx.tx, decision.state, entry)
+            metrics.step_answered(found, state, env.type, now)
             await self._run_own(ctx, found, saved, decision)
 
     async def _on_start(

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from sagakit import tracing
+from sagakit import metrics, tracing
 from sagakit.aio import repeat
 from sagakit.db import Connection, transaction
 from sagakit.errors import ConfigError, MessageError
@@ -166,9 +166,10 @@ class Orchestrator:
                 await self._park(ctx.tx, None, state, f"{env.type}: {exc}")
             return
         check_payload(definition, env.type, env.payload)
+        now = self.clock()
         try:
             state = self._state(definition, state)
-            decision = decide(definition, state, Replied(env.type, env.payload, self.clock()))
+            decision = decide(definition, state, Replied(env.type, env.payload, now))
             entry = (
                 store.entry(definition, decision, env.type, env.payload)
                 if decision.changed
@@ -179,6 +180,7 @@ class Orchestrator:
             return
         if entry is not None:
             saved = await store.save(ctx.tx, decision.state, entry)
+            metrics.step_answered(definition, state, env.type, now)
             for message in self._commands(saved, decision, env.message_id):
                 ctx.send(message)
 

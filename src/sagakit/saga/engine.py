@@ -129,7 +129,7 @@ def _send(
     else:
         action, timeout = step.compensation, d.compensation_timeout
     assert action is not None
-    member = Member(progress, attempt, tries, now + _wait(timeout, tries))
+    member = Member(progress, attempt, tries, now + _wait(timeout, tries), now)
     return member, Command(action.command, _payload(state), step.name, attempt)
 
 

@@ -53,6 +53,9 @@ class Member:
     """Sends counted against its budget (an operator's retry starts a new count)."""
     due_at: float | None = None
     """When to send again (or give up) if no reply came (epoch seconds)."""
+    sent_at: float | None = None
+    """When its current command was sent (epoch seconds; the time of the event that sent
+    it): a reply's latency is measured from it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,11 +63,18 @@ class Member:
             "attempt": self.attempt,
             "tries": self.tries,
             "due_at": self.due_at,
+            "sent_at": self.sent_at,
         }
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Member:
-        return cls(Progress(raw["progress"]), raw["attempt"], raw["tries"], raw["due_at"])
+        return cls(
+            Progress(raw["progress"]),
+            raw["attempt"],
+            raw["tries"],
+            raw["due_at"],
+            raw.get("sent_at"),
+        )
 
 
 @dataclass(frozen=True)
