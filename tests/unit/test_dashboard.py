@@ -22,6 +22,7 @@ def served() -> set[str]:
             metrics.SAGAS_ENDED,
             metrics.SAGA_SECONDS,
             metrics.SAGA_COMMANDS,
+            metrics.STEP_SECONDS,
         )
         for m in m.describe()
     }
