@@ -59,7 +59,7 @@ async def test_demo_exercises_every_path(
         "--json",
         str(report),
         "--port-base",
-        str(free_port_base(1, 2, 3)),
+        str(free_port_base(-1, 1, 2, 3)),  # the console gets the port before
     )
     assert code == 0, out
     result = json.loads(report.read_text())
@@ -77,6 +77,19 @@ async def test_demo_exercises_every_path(
     assert result["overall_ms"]["count"] == 60 and result["overall_ms"]["p50"] > 0
     assert result["mode"] == mode and result["flow"] == flow
     assert "invariants hold" in out and f"Outcomes ({flow}, {mode})" in out
+    # One saga per path, step by step, printed after the table: where compensations ran.
+    examples = result["examples"]
+    assert {p: e["saga"]["status"] for p, e in examples.items()} == {
+        "success": "COMPLETED",
+        "out of stock": "FAILED",
+        "declined payment": "FAILED",
+    }
+    declined = [c for e in examples["declined payment"]["log"] for c in e["commands"]]
+    undo = "inventory.release" if flow == "reserve-first" else "order.cancel"
+    assert undo in declined and "order.cancel" in declined
+    for path, e in examples.items():
+        assert f"{path}: saga {e['saga']['saga_id']}" in out
+    assert "watch the sagas live" in out
 
 
 async def test_bench_smoke_reports_sane_figures(stack: StackInfo, tmp_path: Path) -> None:

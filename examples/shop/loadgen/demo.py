@@ -7,11 +7,13 @@ import random
 import signal
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from examples.shop.audit import AuditReport, audit
 from examples.shop.loadgen.client import Placed, ShopClient
@@ -20,8 +22,9 @@ from examples.shop.loadgen.scenario import EXPECTED, PATHS, pick, seed
 from examples.shop.loadgen.session import running_shop
 from examples.shop.loadgen.stats import Summary
 from examples.shop.saga import Flow
+from examples.shop.system import DEFAULT_PORTS
 from sagakit import Mode
-from sagakit.dev import database_url
+from sagakit.dev import CONSOLE, database_url
 
 
 @dataclass
@@ -32,6 +35,8 @@ class DemoResult:
     latency: dict[str, Summary] = field(default_factory=dict)
     overall: Summary | None = None
     unexpected: list[str] = field(default_factory=list)
+    examples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """One saga per path, as ``GET /sagas/{id}`` returned it (its state and timeline)."""
     refunded_cents: int = 0
     audit: AuditReport | None = None
 
@@ -44,6 +49,7 @@ class DemoResult:
             "overall_ms": asdict(self.overall) if self.overall else None,
             "unexpected": self.unexpected,
             "refunded_cents": self.refunded_cents,
+            "examples": self.examples,
             "check_clean": bool(self.audit and self.audit.clean),
             "violations": self.audit.violations if self.audit else [],
         }
@@ -67,19 +73,23 @@ async def run_demo(
     console = console or Console()
     result = DemoResult(mode, flow)
     rng = random.Random(seed_value)
-    shop_ctx = running_shop("demo", mode, flow, ports=ports)
+    ports = dict(ports or DEFAULT_PORTS)
+    shop_ctx = running_shop("demo", mode, flow, ports=ports, console_port=min(ports.values()) - 1)
     async with shop_ctx as (info, fleet):
-        urls = {name: sp.url for name, sp in fleet.processes.items()}
+        urls = {name: sp.url for name, sp in fleet.processes.items() if name != CONSOLE}
+        console_url = fleet.processes[CONSOLE].url
         console.print(
             f"[bold]sagakit demo[/] - {flow.value} flow, {mode.value} mode,"
             f" {orders} orders at {rate:g}/s"
         )
         for name, url in urls.items():
             console.print(f"  {name:<13} {url}")
+        console.print(f"  {'console':<13} {console_url}  (watch the sagas live)")
         client = ShopClient(urls)
         shop = await seed(client)
         orders_db = database_url(info.database_url, fleet.settings.database("orders"))
         latencies: dict[str, list[float]] = defaultdict(list)
+        chosen: dict[str, str] = {}
         async with Observer(orders_db) as observer:
             with Progress(
                 TextColumn("sagas"),
@@ -100,6 +110,7 @@ async def run_demo(
                     placed: Placed = await client.order(customer, product, qty, path)
                     settled = await asyncio.wait_for(observer.wait(placed.order_id), 120)
                     result.outcomes[path][settled.status] += 1
+                    chosen.setdefault(path, placed.order_id)
                     latencies[path].append((settled.settled_at - placed.sent_at) * 1000)
                     status, reason = EXPECTED[path]
                     if settled.status != status or (reason and settled.reason != reason):
@@ -109,6 +120,10 @@ async def run_demo(
                     progress.advance(task)
 
                 await asyncio.gather(*(one(n) for n in range(orders)))
+        for path, order_id in chosen.items():  # the saga's id is the order's
+            r = await client.http.get(f"{urls['orchestrator']}/sagas/{order_id}")
+            if r.status_code == 200:
+                result.examples[path] = r.json()
         for path, values in latencies.items():
             result.latency[path] = Summary.of(values)
         result.overall = Summary.of([v for vs in latencies.values() for v in vs])
@@ -118,10 +133,12 @@ async def run_demo(
         await client.close()
         result.audit = await audit(info.database_url, fleet.settings)
         render(result, console)
+        render_examples(result, console)
         if keep_running:
             console.print("\nStill running (API docs at each URL + /docs):")
             for name, url in urls.items():
                 console.print(f"  {name:<13} {url}")
+            console.print(f"  {'console':<13} {console_url}  (sagas, dead letters, actions)")
             console.print("Audit again: SAGAKIT_NAMESPACE=demo sagakit check")
             console.print("Ctrl-C stops everything.")
             await _until_interrupted()
@@ -138,6 +155,28 @@ async def _until_interrupted() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def render_examples(result: DemoResult, console: Console) -> None:
+    """One saga per path, step by step: what each event sent on, and where the
+    compensations ran, with the time since the saga started."""
+    console.print("\n[bold]One saga per path, step by step[/] (the console shows them too)")
+    for path in PATHS:
+        found = result.examples.get(path)
+        if found is None:
+            continue
+        saga, log = found["saga"], found["log"]
+        reason = f" ({saga['reason']})" if saga.get("reason") else ""
+        console.print(Text(f"{path}: saga {saga['saga_id']} {saga['status']}{reason}", "bold"))
+        first = datetime.fromisoformat(log[0]["at"]) if log else None
+        for entry in log:
+            at = datetime.fromisoformat(entry["at"])
+            elapsed = (at - first).total_seconds() * 1000 if first else 0.0
+            sent = f" -> {', '.join(entry['commands'])}" if entry["commands"] else ""
+            what = f"{entry['status']:<12} {entry['step']:<14} on {entry['event']}{sent}"
+            line = f"  {elapsed:6.0f} ms  {what}"
+            undoing = entry["status"] in ("COMPENSATING", "FAILED")
+            console.print(Text(line, "yellow" if undoing else ""), overflow="fold")
 
 
 def render(result: DemoResult, console: Console) -> None:
