@@ -6,13 +6,18 @@ a folder, the main pages are saved there (``docs/console`` holds the README's)."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -242,3 +247,112 @@ async def test_a_stuck_saga_is_cancelled_and_compensates(
     money: dict[str, Any] = await shop.get("payment", f"/customers/{customer}")
     assert money["balance_cents"] == 1_000, "the charge (if it happened) was refunded"
     await screenshot(page, shop, "saga-cancelled")
+
+
+def form_token(html: str) -> str:
+    found = re.search(r'name="form_token" value="([^"]+)"', html)
+    assert found, "a form carries the token"
+    return found[1]
+
+
+async def test_bad_requests_get_a_clear_4xx(shop: Shop, consoles: dict[Mode, str]) -> None:
+    """Malformed forms, a foreign form, a missing note, unknown sagas and actions: each a
+    4xx with a reason, never a 5xx; an action the saga is not in a state for is refused
+    with the reason, and nothing changes."""
+    base = console_of(shop, consoles)
+    product, customer = await shop.product(stock=5, price_cents=100), await shop.customer(1_000)
+    order = await shop.order(customer, product, 1)
+    assert (await shop.settled(order))["status"] == "CONFIRMED"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        page = await http.get(f"/sagas/orchestrator/{order}")
+        for _ in range(60):  # the tracker may apply the last event a moment later
+            if "COMPLETED" in page.text:
+                break
+            await asyncio.sleep(0.25)
+            page = await http.get(f"/sagas/orchestrator/{order}")
+        token = form_token((await http.get("/dead-letters")).text)
+        act = f"/sagas/orchestrator/{order}/actions/cancel"
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        cases = [
+            (await http.post(act, json={"note": "x"}), 400, "must be a form"),
+            (await http.post(act, content=b"\xff\xfe", headers=form), 400, "must be a form"),
+            (await http.post(act, data={"note": "x", "form_token": "forged"}), 403, "not from"),
+            (await http.post(act, data={"note": "  ", "form_token": token}), 400, "note is"),
+            (await http.post(act, data={"note": "x" * 2001, "form_token": token}), 400, "longer"),
+            (
+                await http.post(
+                    f"/sagas/orchestrator/{order}/actions/explode",
+                    data={"note": "x", "form_token": token},
+                ),
+                404,
+                "no action",
+            ),
+            (await http.get("/sagas/orchestrator/no-such-saga"), 404, "no saga"),
+            (await http.get("/sagas/nobody/x"), 404, "no saga"),
+            (await http.get("/sagas?status=sleepy"), 400, "status must be"),
+            (
+                await http.post("/dead-letters/replay", data={"form_token": token, "note": "n"}),
+                400,
+                "pick",
+            ),
+            (
+                await http.post(
+                    "/dead-letters/replay",
+                    data={"form_token": token, "note": "n", "letter": "0;DROP"},
+                ),
+                400,
+                "PARTITION:OFFSET",
+            ),
+        ]
+        for response, status, reason in cases:
+            assert response.status_code == status, (response.request.url, response.text[:300])
+            assert reason in response.text
+        refused = await http.post(act, data={"note": "too late", "form_token": token})
+        assert refused.status_code == 303
+        assert "refused" in refused.headers["location"]
+        after = await http.get(refused.headers["location"])
+        assert "is for a saga running" in after.text and "COMPLETED" in after.text
+        async with http.stream("GET", "/events") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            async for chunk in events.aiter_text():
+                assert chunk.startswith("retry:")
+                break
+
+
+async def test_with_users_set_a_credential_is_required_and_named(
+    shop: Shop, consoles: dict[Mode, str]
+) -> None:
+    fleet = shop.fleet
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAGAKIT_DATABASE_URL": fleet.stack.database_url,
+        "SAGAKIT_KAFKA_BOOTSTRAP": fleet.stack.kafka_bootstrap,
+        "SAGAKIT_NAMESPACE": fleet.settings.namespace,
+        "SAGAKIT_CONSOLE_USERS": "grace:hopper",
+    }
+    cmd = [sys.executable, "-m", "sagakit", "console", *fleet.services.values()]
+    without = {k: v for k, v in env.items() if k != "SAGAKIT_CONSOLE_USERS"}
+    refused = await asyncio.create_subprocess_exec(
+        *cmd, "--host", "0.0.0.0", "--port", str(port), env=without, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(refused.communicate(), 60)
+    assert refused.returncode == 2 and b"SAGAKIT_CONSOLE_USERS" in err, err
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, "--port", str(port), env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for _ in range(120):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.25)
+            anonymous = await http.get("/sagas")
+            assert anonymous.status_code == 401 and "Basic" in anonymous.headers["www-authenticate"]
+            assert (await http.get("/sagas", auth=("grace", "wrong"))).status_code == 401
+            seen = await http.get("/sagas", auth=("grace", "hopper"))
+            assert seen.status_code == 200 and "grace" in seen.text
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
