@@ -135,7 +135,6 @@ async def test_a_saga_goes_from_running_to_completed_live(
     await screenshot(page, shop, "saga-completed")
     await page.goto(f"{console_of(shop, consoles)}/sagas")
     await expect(page.locator(f'tr[data-saga="{order}"] .badge').first).to_have_text("COMPLETED")
-    await screenshot(page, shop, "sagas")
 
 
 async def test_a_failed_saga_shows_its_compensations_in_order(
@@ -247,6 +246,9 @@ async def test_a_stuck_saga_is_cancelled_and_compensates(
     money: dict[str, Any] = await shop.get("payment", f"/customers/{customer}")
     assert money["balance_cents"] == 1_000, "the charge (if it happened) was refunded"
     await screenshot(page, shop, "saga-cancelled")
+    await page.goto(f"{console_of(shop, consoles)}/sagas")
+    await expect(page.locator(f'tr[data-saga="{order}"] .badge').first).to_have_text("FAILED")
+    await screenshot(page, shop, "sagas")
 
 
 def form_token(html: str) -> str:

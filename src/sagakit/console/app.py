@@ -100,7 +100,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(packages=[("sagakit.console", "static")]), name="static")
 
     class Auth(BaseHTTPMiddleware):

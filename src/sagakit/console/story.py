@@ -125,6 +125,9 @@ def tell(
             earlier = open_.pop((step.name, kind), None)
             if earlier is not None:
                 earlier.end, earlier.outcome = at, "re-sent" if kind == "action" else "no answer"
+            forward = open_.pop((step.name, "action"), None) if kind == "compensation" else None
+            if forward is not None:  # turned back before it answered
+                forward.end, forward.outcome = at, "no answer"
             attempt = command.get("attempt") or (earlier.attempt + 1 if earlier else 1)
             span = Span(step.name, kind, command["type"], attempt, at)
             open_[(step.name, kind)] = span

@@ -3,7 +3,7 @@
 (function () {
   const live = document.getElementById("live");
   const region = () => document.querySelector("[data-live-region]");
-  if (!region() || !window.EventSource) return;
+  if (!region() || !window.EventSource) { live.remove(); return; }
   let busy = false, again = false;
   async function refresh() {
     if (busy) { again = true; return; }
