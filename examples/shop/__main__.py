@@ -79,7 +79,8 @@ def _up(args: argparse.Namespace) -> int:
         mode=Mode(args.mode),
         log_dir=settings.home / "logs",
         env={"SHOP_FLOW": args.flow},
-        console_port=args.port_base - 1,
+        console_port=(args.port_base - 1 if args.console_port is None else args.console_port)
+        or None,
     )
     asyncio.run(fleet.start())
     return run_until_stopped(fleet, keep_stack=args.keep_stack)
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="services get 4 ports from it; the console the one before",
     )
     up.add_argument("--keep-stack", action="store_true", help="leave PostgreSQL and Kafka up")
+    up.add_argument(
+        "--console-port", type=int, help="the console's port (default: the one before; 0: none)"
+    )
     up.set_defaults(func=_up)
 
     check = sub.add_parser("check", help="audit the saga invariants across the shop's databases")

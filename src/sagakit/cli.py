@@ -103,14 +103,9 @@ def _dlq(args: argparse.Namespace) -> int:
             raise SagakitError(f"the letter is {letter.group}'s, not {service.name}'s")
         conn = await asyncpg.connect(_service_db(settings, server, args.service))
         try:
-            async with transport.producer() as producer:
-                replayed = await deadletters.replay(
-                    letter,
-                    producer=producer,
-                    consumer_db=conn,
-                    by=_operator(),
-                    note=args.note or "",
-                )
+            replayed = await deadletters.replay(
+                letter, consumer_db=conn, by=_operator(), note=args.note or ""
+            )
         finally:
             await conn.close()
         if not replayed:
@@ -220,7 +215,7 @@ def _sagas(args: argparse.Namespace) -> int:
                     args.saga_id,
                     args.action,
                     by=_operator(),
-                    note=args.note or "",
+                    note=args.note,
                     namespace=settings.namespace,
                 )
         finally:
@@ -430,12 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in operator.ACTIONS.values():
         p = sagas_sub.add_parser(action.name, help=action.help)
         p.add_argument("saga_id")
-        needed = action.name in ("cancel", "resolve")
         p.add_argument(
-            "--note",
-            required=needed,
-            help="why, or what was done by hand (kept in its log)"
-            + ("" if needed else "; optional here"),
+            "--note", required=True, help="why, or what was done by hand (kept in its log)"
         )
         acting.append(p)
     for p in (listing, show, parked, *acting):

@@ -3,7 +3,8 @@ record once its cause is fixed (``sagakit dlq list`` / ``sagakit dlq replay``).
 
 Replaying forgets the message in the consumer group's inbox (it was recorded there when it
 was dead-lettered, so that redeliveries would not park it twice) and publishes the original
-record again, unchanged (key, value and headers byte for byte), to its original topic.
+record again, unchanged (key, value and headers byte for byte), to its original topic,
+through that service's outbox.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from sagakit.db import Connection
-from sagakit.messaging import derived_id, inbox
-from sagakit.messaging.transport import OutgoingRecord, Producer, Transport
+from sagakit.messaging import derived_id, inbox, outbox
+from sagakit.messaging.transport import Transport
 from sagakit.messaging.transport.port import Headers
 from sagakit.topics import DEAD_LETTERS, topic_name
 
@@ -127,16 +128,19 @@ async def read(
 async def replay(
     letter: DeadLetter,
     *,
-    producer: Producer,
     consumer_db: Connection,
     by: str = "",
     note: str = "",
+    publish: bool = True,
 ) -> bool:
-    """Publish the record again to its original topic, after making the consumer group's
-    inbox forget it (``consumer_db`` is that group's service database) and recording who
-    replayed it and why (``sagakit_replays``). False, and nothing published, if the message
-    was replayed already: a second replay (or a second copy of the same dead letter) would
-    otherwise have it handled twice."""
+    """Make the consumer group's inbox forget the message (``consumer_db`` is that group's
+    service database), record who replayed it and why (``sagakit_replays``), and queue the
+    original record, unchanged (key, value and headers byte for byte), for its topic in that
+    database's outbox: all in one transaction, so that a replay is either done whole or not
+    at all, and the service's relay publishes it. ``publish=False`` only releases it: for
+    the other groups that gave up on the same record, which one publication serves.
+    False, and nothing queued, if the message was replayed already: a second replay (or a
+    second copy of the same dead letter) would otherwise have it handled twice."""
     async with consumer_db.transaction():
         # Given up on while it was read, a message is recorded under the id of where it was.
         where = derived_id(letter.topic, letter.source_partition, letter.source_offset)
@@ -157,9 +161,9 @@ async def replay(
             by,
             note,
         )
-    await producer.send_many(
-        [OutgoingRecord(letter.topic, letter.key, letter.value, letter.headers)]
-    )
+        if publish:
+            record = (letter.topic, letter.key, uuid.uuid4(), letter.value, letter.headers)
+            await outbox.add_raw(consumer_db, [record])
     return True
 
 
@@ -167,7 +171,8 @@ async def replays(conn: Connection, group: str, message_ids: Sequence[str]) -> l
     """The replays recorded of these messages of ``group``: who, when, and why."""
     return list(
         await conn.fetch(
-            "SELECT message_id, replayed_by, note, at FROM sagakit_replays"
+            "SELECT message_id, dlq_partition, dlq_offset, replayed_by, note, at"
+            " FROM sagakit_replays"
             " WHERE consumer_group = $1 AND message_id = ANY($2::uuid[])",
             group,
             list(message_ids),

@@ -97,7 +97,7 @@ class Fleet:
                 self._spawn(name)
             await asyncio.gather(*(self.wait_healthy(n, timeout=timeout) for n in self.processes))
             if self.console_port is not None:  # it reads the databases the services made
-                await self.start_console(self.console_port, timeout=timeout)
+                await self._console_if_it_can(self.console_port, timeout=timeout)
         except BaseException:
             self.stop()
             raise
@@ -154,6 +154,16 @@ class Fleet:
         self._spawn(CONSOLE)
         await self.wait_healthy(CONSOLE, timeout=timeout)
         return self.processes[CONSOLE]
+
+    async def _console_if_it_can(self, port: int, *, timeout: float) -> None:
+        """The console is an aid: the services run without it when it cannot start (its
+        port taken, say)."""
+        try:
+            await self.start_console(port, timeout=timeout)
+        except StackError as exc:
+            self.stop([CONSOLE])
+            del self.processes[CONSOLE]
+            print(f"the console did not start ({exc}); the services run without it", flush=True)
 
     def proceed(self, name: str) -> None:
         """SIGCONT a paused service's process group: it goes on where it stopped."""

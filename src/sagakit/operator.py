@@ -28,7 +28,7 @@ ACTIONS = {
     for a in (
         Action(
             "retry-step",
-            "send the commands the saga waits on again now (a new attempt)",
+            "send the commands the saga waits on again now (an attempt, as a timer's would be)",
             "running or compensating, and not parked",
             "the commands it waits on are sent again",
         ),

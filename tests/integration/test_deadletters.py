@@ -67,8 +67,10 @@ async def test_list_then_replay_after_the_fix(fresh_db: str, kafka: KafkaTranspo
 
             fixed = True
             conn = await asyncpg.connect(fresh_db)
-            assert await deadletters.replay(letter, producer=producer, consumer_db=conn)
-            assert not await deadletters.replay(letter, producer=producer, consumer_db=conn)
+            assert await deadletters.replay(letter, consumer_db=conn, by="ada", note="fixed")
+            assert not await deadletters.replay(letter, consumer_db=conn), "replayed already"
+            [replayed] = await deadletters.replays(conn, group, [str(letter.message_id)])
+            assert (replayed["replayed_by"], replayed["note"]) == ("ada", "fixed")
             await conn.close()
 
             async def handled() -> bool:

@@ -59,3 +59,13 @@ def test_forms_carry_this_process_token() -> None:
     c, other = Credentials(), Credentials()
     assert c.form_ok(c.form_token)
     assert not c.form_ok(other.form_token) and not c.form_ok(None) and not c.form_ok("")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer é", "Basic é", "Basic " + base64.b64encode("ada:pässword".encode()).decode(), "é"],
+)
+def test_any_header_is_refused_not_an_error(header: str) -> None:
+    c = Credentials.from_env({"SAGAKIT_CONSOLE_USERS": "ada:s3cret", "SAGAKIT_CONSOLE_TOKEN": "t"})
+    assert c.who(header) is None
+    assert not c.form_ok("ü")

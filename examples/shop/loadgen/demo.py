@@ -77,14 +77,15 @@ async def run_demo(
     shop_ctx = running_shop("demo", mode, flow, ports=ports, console_port=min(ports.values()) - 1)
     async with shop_ctx as (info, fleet):
         urls = {name: sp.url for name, sp in fleet.processes.items() if name != CONSOLE}
-        console_url = fleet.processes[CONSOLE].url
+        console_url = fleet.processes[CONSOLE].url if CONSOLE in fleet.processes else None
         console.print(
             f"[bold]sagakit demo[/] - {flow.value} flow, {mode.value} mode,"
             f" {orders} orders at {rate:g}/s"
         )
         for name, url in urls.items():
             console.print(f"  {name:<13} {url}")
-        console.print(f"  {'console':<13} {console_url}  (watch the sagas live)")
+        if console_url:
+            console.print(f"  {'console':<13} {console_url}  (watch the sagas live)")
         client = ShopClient(urls)
         shop = await seed(client)
         orders_db = database_url(info.database_url, fleet.settings.database("orders"))
@@ -138,7 +139,8 @@ async def run_demo(
             console.print("\nStill running (API docs at each URL + /docs):")
             for name, url in urls.items():
                 console.print(f"  {name:<13} {url}")
-            console.print(f"  {'console':<13} {console_url}  (sagas, dead letters, actions)")
+            if console_url:
+                console.print(f"  {'console':<13} {console_url}  (sagas, dead letters, actions)")
             console.print("Audit again: SAGAKIT_NAMESPACE=demo sagakit check")
             console.print("Ctrl-C stops everything.")
             await _until_interrupted()

@@ -207,6 +207,10 @@ class Choreographer:
             saved = await store.save(ctx.tx, decision.state, entry)
             metrics.step_answered(found, state, env.type, now)
             await self._run_own(ctx, found, saved, decision)
+        elif env.type in _operator_types(found):  # the saga moved on since it was asked
+            step = found.stage_name(state.step)
+            note = f"refused: {decision.note}"
+            await store.note(ctx.tx, env.key, step, _what(found, env), note)
 
     async def _on_start(
         self, ctx: MessageContext, named: SagaDefinition, state: SagaState | None
@@ -467,7 +471,7 @@ def _event(d: SagaDefinition, env: Envelope, now: float) -> Event:
 
 def _what(d: SagaDefinition, env: Envelope) -> str:
     """The event as the saga's timeline names it."""
-    if env.type in (resumed_type(d), resolved_type(d), cancelled_type(d)):
+    if env.type in _operator_types(d):
         action = str(env.payload.get("action", ""))
         what = (
             _OPERATED.get(action)
@@ -476,6 +480,10 @@ def _what(d: SagaDefinition, env: Envelope) -> str:
         by, note = str(env.payload.get("by", "an operator")), str(env.payload.get("note", ""))
         return operator_label(what, by, note)
     return "timer" if env.type == timer_type(d) else env.type
+
+
+def _operator_types(d: SagaDefinition) -> tuple[str, ...]:
+    return (resumed_type(d), resolved_type(d), cancelled_type(d))
 
 
 _OPERATED = {

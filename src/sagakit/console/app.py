@@ -12,14 +12,22 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import StreamingResponse
 
 from sagakit import operator
@@ -28,7 +36,7 @@ from sagakit.console.drawing import draw
 from sagakit.console.source import FILTERS, Keeper, Letters, pretty
 from sagakit.console.story import tell, trace_id
 from sagakit.db import transaction
-from sagakit.errors import SagakitError
+from sagakit.errors import SagakitError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,7 @@ def create_app(
     )
     env.filters["pretty"] = pretty
     env.filters["ago"] = _ago
+    env.filters["seg"] = lambda text: quote(str(text), safe="")  # one path segment
     env.filters["when"] = lambda epoch: datetime.fromtimestamp(epoch, UTC).strftime(
         "%Y-%m-%d %H:%M:%S UTC"
     )
@@ -118,6 +127,29 @@ def create_app(
             return await call_next(request)
 
     app.add_middleware(Auth)
+    if credentials.hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=credentials.hosts)
+
+    @app.middleware("http")
+    async def no_framing(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        return response
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    @app.exception_handler(TransientError)
+    @app.exception_handler(KafkaError)
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("console: %s %s: %r", request.method, request.url.path, exc)
+        return PlainTextResponse(
+            f"a database or the broker is not reachable ({type(exc).__name__}); try again",
+            status_code=503,
+        )
 
     def page(request: Request, template: str, code: int = 200, **values: Any) -> HTMLResponse:
         html = env.get_template(template).render(
@@ -125,6 +157,7 @@ def create_app(
             who=request.state.who,
             form_token=credentials.form_token,
             path=request.url.path,
+            version=feed.version,
             flash=request.query_params.get("done"),
             refused=request.query_params.get("refused"),
             **values,
@@ -150,6 +183,8 @@ def create_app(
             return problem(request, 400, f"status must be one of {', '.join(FILTERS)}")
         definition = q.get("definition") or None
         search = (q.get("q") or "").strip()[:200]
+        if not printable(definition or "") or not printable(search):
+            return problem(request, 400, "control characters in the definition or the id")
         rows: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         names: set[str] = set()
@@ -157,7 +192,7 @@ def create_app(
             rows += await k.listing(status=status, definition=definition, search=search, limit=200)
             for key, n in (await k.counts()).items():
                 counts[key] = counts.get(key, 0) + n
-            names.update(await k.names())
+            names.update(d.name for d in k.definitions.values())
         rows.sort(key=lambda r: r["updated_at"], reverse=True)
         for r in rows:
             d = by_name[r["keeper"]].definition(r["definition"], r["definition_version"])
@@ -176,10 +211,10 @@ def create_app(
             now=datetime.now(UTC),
         )
 
-    @app.get("/sagas/{keeper}/{saga_id}", response_class=HTMLResponse)
+    @app.get("/sagas/{keeper}/{saga_id:path}", response_class=HTMLResponse)
     async def saga(request: Request, keeper: str, saga_id: str) -> HTMLResponse:
         k = by_name.get(keeper)
-        found = await k.saga(saga_id) if k else None
+        found = await k.saga(saga_id) if k and printable(saga_id) else None
         if k is None or found is None:
             return problem(request, 404, f"no saga {saga_id} at {keeper}")
         row, entries = found
@@ -205,27 +240,21 @@ def create_app(
             now=now,
         )
 
-    @app.post("/sagas/{keeper}/{saga_id}/actions/{action}", response_model=None)
+    @app.post("/sagas/{keeper}/{saga_id:path}/actions/{action}", response_model=None)
     async def act(request: Request, keeper: str, saga_id: str, action: str) -> Response:
         form = await _form(request)
-        if form is None:
-            return problem(
-                request, 400, "the body must be a form (application/x-www-form-urlencoded)"
-            )
-        if not credentials.form_ok(form.get("form_token")):
+        if isinstance(form, tuple):
+            return problem(request, *form)
+        if not credentials.form_ok(_one(form, "form_token")):
             return problem(request, 403, "this form is not from this console (reload the page)")
         k = by_name.get(keeper)
-        if k is None or action not in operator.ACTIONS:
+        if k is None or action not in operator.ACTIONS or not printable(saga_id):
             return problem(request, 404, f"no action {action} for saga {saga_id} at {keeper}")
-        note = " ".join((form.get("note") or "").split())
-        if not note:
-            return problem(
-                request, 400, "a note is required: say why (it is kept in the saga's log)"
-            )
-        if len(note) > MAX_NOTE:
-            return problem(request, 400, f"the note is longer than {MAX_NOTE} characters")
+        note, why = _note(_one(form, "note"))
+        if why:
+            return problem(request, 400, why)
         mode = await k.mode()
-        back = f"/sagas/{keeper}/{saga_id}"
+        back = f"/sagas/{quote(keeper, safe='')}/{quote(saga_id, safe='')}"
         try:
             async with transaction(k.pool) as conn:
                 done = await operator.act(
@@ -252,16 +281,14 @@ def create_app(
 
     @app.post("/dead-letters/replay", response_model=None)
     async def replay(request: Request) -> Response:
-        form = await _form(request, many=True)
-        if form is None:
-            return problem(
-                request, 400, "the body must be a form (application/x-www-form-urlencoded)"
-            )
+        form = await _form(request)
+        if isinstance(form, tuple):
+            return problem(request, *form)
         if not credentials.form_ok(_one(form, "form_token")):
             return problem(request, 403, "this form is not from this console (reload the page)")
-        note = " ".join((_one(form, "note") or "").split())
-        if not note:
-            return problem(request, 400, "a note is required: say why the letters are replayed")
+        note, why = _note(_one(form, "note"))
+        if why:
+            return problem(request, 400, why)
         wanted = []
         for raw in form.get("letter", []):
             partition, _, offset = raw.partition(":")
@@ -279,11 +306,15 @@ def create_app(
 
     @app.get("/events")
     async def events(request: Request) -> StreamingResponse:
+        since = request.query_params.get("since", "")
+        start = int(since) if since.isdigit() else feed.version
+
         async def stream() -> AsyncIterator[str]:
-            seen = feed.version
+            seen = start
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
-                now = await feed.after(seen, timeout=15)
+                # (a change between the page's rendering and this stream is sent at once)
+                now = feed.version if feed.version != seen else await feed.after(seen, 15)
                 if now == seen:
                     yield ": still here\n\n"
                     continue
@@ -313,19 +344,42 @@ def _actions(row: dict[str, Any]) -> list[str]:
     return []
 
 
-async def _form(request: Request, *, many: bool = False) -> dict[str, Any] | None:
+MAX_FORM = 64 * 1024
+
+
+async def _form(request: Request) -> dict[str, list[str]] | tuple[int, str]:
+    """The posted form, or (status, reason) when the body is not one."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return None
+        return 400, "the body must be a form (application/x-www-form-urlencoded)"
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return 413, f"the form is larger than {MAX_FORM // 1024} KiB"
     try:
-        parsed = parse_qs((await request.body()).decode(), keep_blank_values=True)
+        return parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
-        return None
-    if many:
-        return dict(parsed)
-    return {k: v[-1] for k, v in parsed.items()}
+        return 400, "the form is not UTF-8 text"
 
 
-def _one(form: dict[str, Any], key: str) -> str | None:
+def _note(raw: str | None) -> tuple[str, str]:
+    """The note (whitespace folded), and why it cannot be taken (empty if it can)."""
+    note = " ".join((raw or "").split())
+    if not note:
+        return note, "a note is required: say why (it is kept with what you did, and your name)"
+    if len(note) > MAX_NOTE:
+        return note, f"the note is longer than {MAX_NOTE} characters"
+    if not printable(note):
+        return note, "the note holds control characters"
+    return note, ""
+
+
+def printable(text: str) -> bool:
+    """No control characters (PostgreSQL text refuses NUL; none belongs in an id or a note)."""
+    return not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def _one(form: dict[str, list[str]], key: str) -> str | None:
     values = form.get(key) or []
     return values[-1] if values else None
 

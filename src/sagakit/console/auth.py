@@ -8,14 +8,14 @@ refuses to start without one.
   the basic-auth password (the basic-auth name is recorded, marked as a token holder).
 
 With neither, on loopback, anyone on this machine may act; actions are recorded as
-``SAGAKIT_OPERATOR`` or the login name. Every form carries a per-process token, so that
-another web page cannot make a browser post an action.
+``SAGAKIT_OPERATOR`` or the login name, and only requests naming a loopback host are served
+(a web page whose name was rebound to 127.0.0.1 gets nothing). Every form carries a
+per-process token, so that another web page cannot make a browser post an action.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import ipaddress
 import os
@@ -73,22 +73,33 @@ class Credentials:
             return local_operator()
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() == "bearer" and self.token:
-            return "token holder" if hmac.compare_digest(value.strip(), self.token) else None
+            return "token holder" if _same(value.strip(), self.token) else None
         if scheme.lower() != "basic":
             return None
         try:
             name, _, password = base64.b64decode(value.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # (binascii.Error is a ValueError)
             return None
         known = self.users.get(name)
-        if known is not None and hmac.compare_digest(password, known):
+        if known is not None and _same(password, known):
             return name
-        if self.token and hmac.compare_digest(password, self.token):
+        if self.token and _same(password, self.token):
             return f"{name or 'someone'} (token holder)"
         return None
 
+    @property
+    def hosts(self) -> list[str] | None:
+        """The ``Host`` names served: loopback ones when anyone on the machine may act (no
+        credential), any otherwise."""
+        return None if self.required else ["127.0.0.1", "localhost", "::1", "[::1]"]
+
     def form_ok(self, value: str | None) -> bool:
-        return value is not None and hmac.compare_digest(value, self.form_token)
+        return value is not None and _same(value, self.form_token)
+
+
+def _same(given: str, secret: str) -> bool:
+    """Constant-time comparison of any text (``compare_digest`` refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())
 
 
 def local_operator() -> str:

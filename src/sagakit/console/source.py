@@ -81,10 +81,6 @@ class Keeper:
             row = await conn.fetchrow(f"SELECT {cases}, count(*) AS all FROM sagas")
         return dict(row) if row else {}
 
-    async def names(self) -> list[str]:
-        async with self.pool.acquire() as conn:
-            return [r[0] for r in await conn.fetch("SELECT DISTINCT definition FROM sagas")]
-
     async def saga(self, saga_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         async with self.pool.acquire() as conn:
             found = await store.timeline(conn, saga_id)
@@ -109,47 +105,65 @@ class Letters:
     pools: Mapping[str, asyncpg.Pool]
     """Consumer group -> its service's database."""
 
-    async def read(self, limit: int = 500) -> list[tuple[DeadLetter, dict[str, Any] | None]]:
-        """Each dead letter, and its replay (who, when, why) if it was replayed."""
-        letters = await deadletters.read(self.transport, self.namespace, limit=limit, idle=0.5)
-        replays: dict[tuple[str, str], dict[str, Any]] = {}
+    async def read(self, shown: int = 500) -> list[tuple[DeadLetter, dict[str, Any] | None]]:
+        """The newest ``shown`` dead letters, newest first, each with its replay (who, when,
+        why) if it was replayed."""
+        letters = await self._all()
+        letters = sorted(letters, key=lambda d: (d.offset, d.partition), reverse=True)[:shown]
+        replays: dict[tuple[str, int, int], dict[str, Any]] = {}
         for group, pool in self.pools.items():
             ids = [str(d.recorded_id) for d in letters if d.group == group]
             if not ids:
                 continue
             async with pool.acquire() as conn:
                 for r in await deadletters.replays(conn, group, ids):
-                    replays[(group, str(r["message_id"]))] = dict(r)
-        return [(d, replays.get((d.group, str(d.recorded_id)))) for d in letters]
+                    replays[(group, r["dlq_partition"], r["dlq_offset"])] = dict(r)
+        return [(d, replays.get((d.group, d.partition, d.offset))) for d in letters]
+
+    async def _all(self) -> list[DeadLetter]:
+        return await deadletters.read(self.transport, self.namespace, limit=MAX_READ, idle=0.5)
 
     async def replay(
         self, wanted: Sequence[tuple[int, int]], *, by: str, note: str
     ) -> tuple[list[DeadLetter], list[str]]:
         """Replay the letters at (partition, offset): the ones replayed, and why others
-        were not."""
-        letters = {
-            (d.partition, d.offset): d
-            for d in await deadletters.read(self.transport, self.namespace, idle=0.5)
-        }
+        were not. A record several groups gave up on (a saga event every follower refused)
+        is released in every one of them and published once: replayed for one group only,
+        the others would skip it as still given up on, and the saga's copies would part."""
+        letters = await self._all()
+        at = {(d.partition, d.offset): d for d in letters}
         done: list[DeadLetter] = []
         skipped: list[str] = []
-        async with self.transport.producer() as producer:
-            for at in wanted:
-                letter = letters.get(at)
-                pool = self.pools.get(letter.group) if letter else None
-                if letter is None or pool is None:
-                    why = "no such letter" if letter is None else f"no service of {letter.group}"
-                    skipped.append(f"{at[0]}:{at[1]}: {why}")
-                    continue
-                async with pool.acquire() as conn:
-                    ok = await deadletters.replay(
-                        letter, producer=producer, consumer_db=conn, by=by, note=note
+        for where in wanted:
+            letter = at.get(where)
+            pool = self.pools.get(letter.group) if letter else None
+            if letter is None or pool is None:
+                why = "no such letter" if letter is None else f"no service of {letter.group}"
+                skipped.append(f"{where[0]}:{where[1]}: {why}")
+                continue
+            siblings = [
+                d
+                for d in letters
+                if d.group != letter.group
+                and d.group in self.pools
+                and (d.topic, d.recorded_id) == (letter.topic, letter.recorded_id)
+            ]
+            for other in {d.group: d for d in siblings}.values():
+                async with self.pools[other.group].acquire() as conn:
+                    await deadletters.replay(
+                        other, consumer_db=conn, by=by, note=note, publish=False
                     )
-                if ok:
-                    done.append(letter)
-                else:
-                    skipped.append(f"{at[0]}:{at[1]}: replayed already")
+            async with pool.acquire() as conn:
+                replayed = await deadletters.replay(letter, consumer_db=conn, by=by, note=note)
+            if replayed:
+                done.append(letter)
+            else:
+                skipped.append(f"{where[0]}:{where[1]}: replayed already")
         return done, skipped
+
+
+MAX_READ = 100_000
+"""Dead letters read from the topic at most (the page shows the newest of them)."""
 
 
 def pretty(value: Any) -> str:

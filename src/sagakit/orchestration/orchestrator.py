@@ -239,8 +239,10 @@ class Orchestrator:
         return await self._operate(tx, state, Resumed(self.clock()), "resumed", by, note)
 
     async def retry_now(self, tx: Connection, saga_id: str, *, by: str, note: str = "") -> bool:
-        """Send the commands a running (or compensating) saga waits on again now, as a new
-        attempt, without waiting for their timer. False if it is not waiting on any."""
+        """Send the commands a running (or compensating) saga waits on again now, without
+        waiting for their timer: a new attempt, counted against the step's attempts as a
+        timer's re-send would be. False if the saga is not running or compensating, or is
+        parked (``resume`` takes a parked saga back)."""
         state = await store.load(tx, saga_id)
         if state is None or state.status not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
             return False

@@ -22,11 +22,16 @@
         if (acts && freshActs && acts.dataset.actions !== freshActs.dataset.actions) acts.replaceWith(freshActs);
       }
     } finally {
-      busy = false;
-      if (again) { again = false; setTimeout(refresh, 250); }
+      // At most one refresh a second, however fast sagas change: each one queries the
+      // database keeping the sagas.
+      setTimeout(() => {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      }, 1000);
     }
   }
-  const events = new EventSource("/events");
+  // From the version the page was rendered at: a change in between is not missed.
+  const events = new EventSource("/events?since=" + encodeURIComponent(document.body.dataset.version || ""));
   events.onopen = () => live.classList.add("on");
   events.onerror = () => live.classList.remove("on");
   events.addEventListener("change", refresh);
