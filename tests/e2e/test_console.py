@@ -386,6 +386,33 @@ async def test_with_users_set_a_credential_is_required_and_named(
             assert (await http.get("/sagas", auth=("grace", "wrong"))).status_code == 401
             seen = await http.get("/sagas", auth=("grace", "hopper"))
             assert seen.status_code == 200 and "grace" in seen.text
+            # An action is recorded with the name the credential proves.
+            product = await shop.product(stock=5, price_cents=100)
+            customer = await shop.customer(1_000)
+            fleet.pause("inventory")
+            try:
+                order = await shop.order(customer, product, 1)
+                saga = f"/sagas/orchestrator/{order}"
+                for _ in range(120):
+                    page = await http.get(saga, auth=("grace", "hopper"))
+                    if page.status_code == 200:
+                        break
+                    await asyncio.sleep(0.25)
+                posted = await http.post(
+                    f"{saga}/actions/retry-step",
+                    data={"note": "nudge", "form_token": form_token(page.text)},
+                    auth=("grace", "hopper"),
+                )
+                assert posted.status_code == 303 and "done" in posted.headers["location"]
+                for _ in range(120):  # (choreographed: once the tracker applied the event)
+                    page = await http.get(saga, auth=("grace", "hopper"))
+                    if "step retried by grace: nudge" in page.text:
+                        break
+                    await asyncio.sleep(0.25)
+                assert "step retried by grace: nudge" in page.text
+            finally:
+                fleet.proceed("inventory")
+            assert (await shop.settled(order))["status"] == "CONFIRMED"
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 15)
