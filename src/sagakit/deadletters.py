@@ -132,6 +132,7 @@ async def replay(
     by: str = "",
     note: str = "",
     publish: bool = True,
+    others_released: bool = False,
 ) -> bool:
     """Make the consumer group's inbox forget the message (``consumer_db`` is that group's
     service database), record who replayed it and why (``sagakit_replays``), and queue the
@@ -140,7 +141,9 @@ async def replay(
     at all, and the service's relay publishes it. ``publish=False`` only releases it: for
     the other groups that gave up on the same record, which one publication serves.
     False, and nothing queued, if the message was replayed already: a second replay (or a
-    second copy of the same dead letter) would otherwise have it handled twice."""
+    second copy of the same dead letter) would otherwise have it handled twice; unless
+    ``others_released``: other groups were just released for the same record, and it must
+    reach them (this group's inbox drops it as handled)."""
     async with consumer_db.transaction():
         # Given up on while it was read, a message is recorded under the id of where it was.
         where = derived_id(letter.topic, letter.source_partition, letter.source_offset)
@@ -148,7 +151,7 @@ async def replay(
             await inbox.release_dead_letter(consumer_db, letter.group, i)
             for i in dict.fromkeys(filter(None, (letter.message_id, where)))
         ]
-        if not any(released):
+        if not any(released) and not (publish and others_released):
             return False
         await consumer_db.execute(
             "INSERT INTO sagakit_replays (consumer_group, topic, dlq_partition, dlq_offset,"
@@ -159,7 +162,7 @@ async def replay(
             letter.offset,
             letter.recorded_id,
             by,
-            note,
+            note if any(released) else f"{note} (for the other groups only)",
         )
         if publish:
             record = (letter.topic, letter.key, uuid.uuid4(), letter.value, letter.headers)

@@ -86,7 +86,7 @@ async def run(
         keepers = [Keeper(s, pools[s.name]) for s in keeping]
         groups = {settings.group(s.name): pools[s.name] for s in services}
         letters = Letters(transport, settings.namespace, groups)
-        app = create_app(keepers, letters, credentials)
+        app = create_app(keepers, letters, credentials, host=host)
         config = uvicorn.Config(
             app,
             host=host,

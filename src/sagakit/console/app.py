@@ -84,6 +84,7 @@ def create_app(
     letters: Letters,
     credentials: Credentials,
     *,
+    host: str = "127.0.0.1",
     title: str = "sagakit console",
 ) -> FastAPI:
     env = Environment(
@@ -128,7 +129,8 @@ def create_app(
 
     app.add_middleware(Auth)
     if credentials.hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=credentials.hosts)
+        hosts = [*credentials.hosts, host.strip("[]"), f"[{host.strip('[]')}]"]
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     @app.middleware("http")
     async def no_framing(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -292,7 +294,7 @@ def create_app(
         wanted = []
         for raw in form.get("letter", []):
             partition, _, offset = raw.partition(":")
-            if not (partition.isdigit() and offset.isdigit()):
+            if not (_number(partition) and _number(offset)):
                 return problem(request, 400, f"a letter is PARTITION:OFFSET, not {raw!r}")
             wanted.append((int(partition), int(offset)))
         if not wanted:
@@ -307,7 +309,7 @@ def create_app(
     @app.get("/events")
     async def events(request: Request) -> StreamingResponse:
         since = request.query_params.get("since", "")
-        start = int(since) if since.isdigit() else feed.version
+        start = int(since) if _number(since) else feed.version
 
         async def stream() -> AsyncIterator[str]:
             seen = start
@@ -372,6 +374,11 @@ def _note(raw: str | None) -> tuple[str, str]:
     if not printable(note):
         return note, "the note holds control characters"
     return note, ""
+
+
+def _number(text: str) -> bool:
+    """A decimal number ``int`` takes and a partition, offset or version can be."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def printable(text: str) -> bool:

@@ -148,13 +148,16 @@ class Letters:
                 and d.group in self.pools
                 and (d.topic, d.recorded_id) == (letter.topic, letter.recorded_id)
             ]
+            others = False
             for other in {d.group: d for d in siblings}.values():
                 async with self.pools[other.group].acquire() as conn:
-                    await deadletters.replay(
+                    others |= await deadletters.replay(
                         other, consumer_db=conn, by=by, note=note, publish=False
                     )
-            async with pool.acquire() as conn:
-                replayed = await deadletters.replay(letter, consumer_db=conn, by=by, note=note)
+            async with pool.acquire() as conn:  # published once, for every group released
+                replayed = await deadletters.replay(
+                    letter, consumer_db=conn, by=by, note=note, others_released=others
+                )
             if replayed:
                 done.append(letter)
             else:

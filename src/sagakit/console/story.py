@@ -100,7 +100,7 @@ def tell(
                 row["status"],
                 row["step"],
                 row["event"],
-                row["note"],
+                "; ".join(filter(None, (row["note"], messages.get("unrecorded")))),
                 list(row["commands"]),
                 messages.get("received"),
                 sent,

@@ -77,6 +77,24 @@ def entry(
     return LogEntry(step, event, decision.note, [c.type for c in decision.commands], messages)
 
 
+MAX_LOGGED = 256 * 1024
+"""Characters of payloads a log line keeps at most."""
+
+
+def loggable(messages: Mapping[str, Any]) -> str:
+    """``messages`` as JSON PostgreSQL takes, whatever they hold: a payload it cannot store
+    (NaN or infinity, which its ``json`` refuses; something not JSON at all; more than
+    :data:`MAX_LOGGED`) is noted instead, so that keeping the log never fails a saga's
+    transition."""
+    try:
+        text = json.dumps(messages, default=str, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return json.dumps({"unrecorded": f"payloads not kept: {exc!r}"[:500]})
+    if len(text) > MAX_LOGGED:
+        return json.dumps({"unrecorded": f"payloads not kept: {len(text)} characters"})
+    return text
+
+
 _LOG = """
 , logged AS (
     INSERT INTO saga_log (saga_id, version, status, step, event, note, commands, messages)
@@ -104,7 +122,7 @@ def _args(s: SagaState, entry: LogEntry) -> tuple[object, ...]:
         list(entry.commands),
         json.dumps({k: m.to_json() for k, m in s.members.items()}),
         s.definition_version,
-        None if entry.messages is None else json.dumps(entry.messages, default=str),
+        None if entry.messages is None else loggable(entry.messages),
     )
 
 
