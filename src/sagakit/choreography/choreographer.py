@@ -448,8 +448,8 @@ class Choreographer:
 async def _copy(tx: Connection, saga_id: str) -> tuple[SagaState | None, bool]:
     """This service's copy of the saga (locked for the transaction), and whether it is
     parked."""
-    state = await store.load(tx, saga_id, lock=True)
-    return state, state is not None and await store.parked_reason(tx, saga_id) is not None
+    state, parked = await store.load_parked(tx, saga_id, lock=True)
+    return state, parked is not None
 
 
 def _conflict(exc: BaseException) -> bool:

@@ -66,6 +66,10 @@ async def transaction(pool: asyncpg.Pool, *, timeout: float = 10.0) -> AsyncIter
         await pool.release(conn)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing more to reset (asyncpg has rolled back an open transaction already)."""
+
+
 async def connect_pool(
     url: str,
     *,
@@ -80,6 +84,12 @@ async def connect_pool(
     reboot) comes up with it instead of exiting. Raises :class:`TransientError` if the
     server is still unreachable after ``wait`` seconds, and :class:`ConfigError` at once
     for what waiting cannot fix: a missing database, refused credentials, a malformed URL.
+
+    A connection going back to the pool is not reset beyond rolling back a transaction
+    left open (asyncpg's default also runs ``RESET ALL; SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *``, one more round trip per use): sagakit keeps no session state
+    on pooled connections (its advisory locks are per transaction, its LISTEN has a
+    connection of its own). A handler must not either: ``SET LOCAL``, not ``SET``.
     """
     started = time.monotonic()
     deadline = started + wait
@@ -94,6 +104,7 @@ async def connect_pool(
                 max_size=max_size,
                 timeout=max(0.5, min(connect_timeout, left)),
                 command_timeout=command_timeout,
+                reset=_keep_session,
             )
         except asyncpg.InvalidCatalogNameError as exc:
             raise ConfigError(

@@ -115,6 +115,8 @@ def start(data_dir: Path, port: int, *, timeout: float = 30.0) -> PostgresProces
         )
     log = data_dir / "server.log"
     options = f"-h 127.0.0.1 -p {port} -k {data_dir} -c max_connections=200 -c fsync=on"
+    # More server settings, for profiling (e.g. "-c shared_preload_libraries=pg_stat_statements").
+    options += " " + os.environ.get("SAGAKIT_POSTGRES_OPTIONS", "")
     _run(
         [
             _bin("pg_ctl"),

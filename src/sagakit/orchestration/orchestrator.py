@@ -147,12 +147,11 @@ class Orchestrator:
     async def on_reply(self, ctx: MessageContext, valid: object) -> None:
         env = ctx.envelope
         saga_id = env.correlation_id or env.key
-        state = await store.load(ctx.tx, saga_id)
+        state, parked = await store.load_parked(ctx.tx, saga_id)
         if state is None:
             log.warning("reply %s for unknown saga %s ignored", env.type, saga_id)
             return
         definition = self.definitions.get((state.definition, state.definition_version))
-        parked = await store.parked_reason(ctx.tx, saga_id)
         if parked is not None:
             # Resuming re-sends the step's command; its participant answers again then.
             log.warning("reply %s for parked saga %s ignored (%s)", env.type, saga_id, parked)

@@ -152,6 +152,18 @@ async def load(tx: Connection, saga_id: str, *, lock: bool = False) -> SagaState
     return from_row(row) if row else None
 
 
+async def load_parked(
+    tx: Connection, saga_id: str, *, lock: bool = False
+) -> tuple[SagaState | None, str | None]:
+    """The saga's state and why it is parked (None if it is not), in one round trip;
+    ``lock``: held until ``tx`` ends."""
+    lock_clause = " FOR UPDATE" if lock else ""
+    row = await tx.fetchrow(
+        f"SELECT {_COLUMNS}, parked FROM sagas WHERE saga_id = $1{lock_clause}", saga_id
+    )
+    return (from_row(row), row["parked"]) if row else (None, None)
+
+
 async def save(tx: Connection, s: SagaState, entry: LogEntry) -> SagaState:
     """Write ``s`` over the version it was derived from, and its log line, in one statement;
     raise :class:`ConcurrencyConflict` (retriable) if someone else wrote first."""
