@@ -57,6 +57,7 @@ def _bench(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             failures=args.failures,
             ports=_ports(args.port_base),
+            idle=args.idle,
         )
     )
     render_bench(result, Console())
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, help="open loop at this many orders/s")
     bench.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
     bench.add_argument("--failures", type=float, default=0.1, help="share of failing orders")
+    bench.add_argument(
+        "--idle", action="store_true", help="place no orders: what the stack costs at rest"
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--port-base", type=int, default=8001, help="services get 4 ports from it")
     bench.set_defaults(func=_bench)

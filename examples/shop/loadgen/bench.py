@@ -70,11 +70,12 @@ async def run_bench(
     concurrency: int = 32,
     failures: float = 0.1,
     ports: dict[str, int] | None = None,
+    idle: bool = False,
 ) -> BenchResult:
     result = BenchResult(
         mode.value,
         flow.value,
-        "open" if rate else "closed",
+        "idle" if idle else "open" if rate else "closed",
         duration,
         warmup,
         rate,
@@ -87,6 +88,15 @@ async def run_bench(
         shop = await seed(client, products=50, customers=400)
         orders_db = database_url(info.database_url, fleet.settings.database("orders"))
         sampler = Sampler(_pids(fleet))
+        if idle:  # what the stack costs with no saga running
+            await asyncio.sleep(warmup)
+            sampler.start()
+            await asyncio.sleep(duration)
+            result.cpu_percent = await sampler.stop(duration)
+            result.rss_max_mb = dict(sampler.rss_max_mb)
+            await client.close()
+            result.check_clean = True
+            return result
         async with Observer(orders_db) as observer:
             records = await _drive(client, observer, shop, sampler, result, failures, concurrency)
             await _settle_all(records, result)

@@ -10,6 +10,8 @@ from examples.shop.loadgen.bench import BenchResult
 
 def render_bench(r: BenchResult, console: Console) -> None:
     how = f"open loop at {r.rate:g}/s" if r.rate else f"closed loop, {r.concurrency} clients"
+    if r.loop == "idle":
+        how = "idle (no orders)"
     console.print(
         f"[bold]{r.flow}, {r.mode}[/], {how}:"
         f" {r.duration_s:g} s measured after {r.warmup_s:g} s warm-up"
