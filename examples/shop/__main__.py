@@ -64,7 +64,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as out:
             json.dump(result.to_json(), out, indent=2)
-    return 0 if result.check_clean and result.completed > 0 else 1
+    return 0 if result.check_clean and (result.completed > 0 or args.idle) else 1
 
 
 def _up(args: argparse.Namespace) -> int:
