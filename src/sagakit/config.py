@@ -59,6 +59,10 @@ class Settings:
     when it may, and ``dev up MODULE:NAME`` those of the services named)."""
     fetch_max_wait_ms: int = 20
     """Consumer fetch max-wait: the broker answers an idle fetch only after this long."""
+    fetch_idle_wait_ms: int = 250
+    """The fetch max-wait of a consumer that has had nothing for 5 s: fewer empty fetches at
+    rest (a broker like Tansu answers each only at its max-wait), at the price of up to this
+    long per hop for the first saga after a quiet spell."""
     session_timeout_ms: int = 6000
     """Consumer group session timeout: how long a dead consumer holds its partitions."""
     heartbeat_interval_ms: int = 500
@@ -95,6 +99,7 @@ class Settings:
             replication_factor=_int(env, "SAGAKIT_REPLICATION_FACTOR", 1, minimum=1),
             databases=_names(env, "SAGAKIT_DATABASES", DEFAULT_DATABASES),
             fetch_max_wait_ms=_int(env, "SAGAKIT_FETCH_MAX_WAIT_MS", 20, minimum=1),
+            fetch_idle_wait_ms=_int(env, "SAGAKIT_FETCH_IDLE_WAIT_MS", 250, minimum=1),
             session_timeout_ms=_int(env, "SAGAKIT_SESSION_TIMEOUT_MS", 6000, minimum=1000),
             heartbeat_interval_ms=_int(env, "SAGAKIT_HEARTBEAT_INTERVAL_MS", 500, minimum=100),
             namespace=_names(env, "SAGAKIT_NAMESPACE", ("",))[0],

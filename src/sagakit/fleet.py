@@ -120,6 +120,7 @@ class Fleet:
             "SAGAKIT_REPLICATION_FACTOR": str(self.settings.replication_factor),
             "SAGAKIT_SESSION_TIMEOUT_MS": str(self.settings.session_timeout_ms),
             "SAGAKIT_FETCH_MAX_WAIT_MS": str(self.settings.fetch_max_wait_ms),
+            "SAGAKIT_FETCH_IDLE_WAIT_MS": str(self.settings.fetch_idle_wait_ms),
         }
         with sp.log.open("ab") as out:
             sp.proc = subprocess.Popen(

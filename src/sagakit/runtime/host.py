@@ -179,6 +179,7 @@ def create_app(
             KafkaOptions(
                 bootstrap=settings.kafka_bootstrap,
                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
                 session_timeout_ms=settings.session_timeout_ms,
                 heartbeat_interval_ms=settings.heartbeat_interval_ms,
                 client_id=spec.name,

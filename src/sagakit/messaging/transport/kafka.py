@@ -58,6 +58,12 @@ class KafkaOptions:
     """Comma-separated host:port list."""
     fetch_max_wait_ms: int = 20
     """How long the broker may hold an idle fetch (Tansu always waits this long)."""
+    fetch_idle_wait_ms: int | None = None
+    """The max-wait once nothing has come for ``idle_after_s`` (None: always
+    ``fetch_max_wait_ms``). At rest a consumer then sends a fetch every this long instead
+    of every ``fetch_max_wait_ms``; the first record after a quiet spell waits up to this
+    long."""
+    idle_after_s: float = 5.0
     session_timeout_ms: int = 6000
     """A member silent this long is dropped from its group."""
     heartbeat_interval_ms: int = 500
@@ -130,6 +136,8 @@ class KafkaConsumer(Consumer):
         self._consumer: AIOKafkaConsumer | None = None
         self._returned: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record returned."""
+        self._active_at = 0.0
+        """When a poll last returned records (loop time)."""
 
     async def start(self) -> None:
         o = self.options
@@ -151,6 +159,7 @@ class KafkaConsumer(Consumer):
         except KafkaError as exc:
             await self._consumer.stop()
             raise TransientError(f"Kafka consumer cannot start: {exc!r}") from exc
+        self._active_at = asyncio.get_running_loop().time()  # short waits to begin with
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -172,7 +181,24 @@ class KafkaConsumer(Consumer):
         }
         for tp, records in out.items():
             self._returned[tp] = records[-1].offset + 1
+        self._adapt_wait(busy=bool(out))
         return out
+
+    def _adapt_wait(self, *, busy: bool) -> None:
+        """The fetch max-wait for what comes: the short one while records come, the idle
+        one after ``idle_after_s`` with none. (aiokafka reads it from its fetcher for each
+        request it sends; if a version stops doing so, it simply stays the short one.)"""
+        o = self.options
+        if o.fetch_idle_wait_ms is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if busy:
+            self._active_at = now
+        quiet = now - self._active_at > o.idle_after_s
+        wait = o.fetch_idle_wait_ms if quiet else o.fetch_max_wait_ms
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if fetcher is not None and getattr(fetcher, "_fetch_max_wait_ms", wait) != wait:
+            fetcher._fetch_max_wait_ms = wait
 
     async def _rewind(self, tp: KafkaTP) -> None:
         """Back to an offset nothing after which was skipped: a poll that raised has moved
