@@ -16,7 +16,9 @@ from sagakit.errors import ConfigError
 DEFAULT_DATABASES: tuple[str, ...] = ()
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -26,6 +28,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} must be <= {maximum}")
     return value
 
 
@@ -99,7 +103,10 @@ class Settings:
             replication_factor=_int(env, "SAGAKIT_REPLICATION_FACTOR", 1, minimum=1),
             databases=_names(env, "SAGAKIT_DATABASES", DEFAULT_DATABASES),
             fetch_max_wait_ms=_int(env, "SAGAKIT_FETCH_MAX_WAIT_MS", 20, minimum=1),
-            fetch_idle_wait_ms=_int(env, "SAGAKIT_FETCH_IDLE_WAIT_MS", 250, minimum=1),
+            # (under the client's request timeout, 15 s, or idle fetches would time out)
+            fetch_idle_wait_ms=_int(
+                env, "SAGAKIT_FETCH_IDLE_WAIT_MS", 250, minimum=1, maximum=5000
+            ),
             session_timeout_ms=_int(env, "SAGAKIT_SESSION_TIMEOUT_MS", 6000, minimum=1000),
             heartbeat_interval_ms=_int(env, "SAGAKIT_HEARTBEAT_INTERVAL_MS", 500, minimum=100),
             namespace=_names(env, "SAGAKIT_NAMESPACE", ("",))[0],

@@ -32,3 +32,9 @@ def test_database_url_swaps_the_database() -> None:
         "postgresql://u:p@h:5/orders?sslmode=off"
     )
     assert database_url("postgresql://h", "x") == "postgresql://h/x"
+
+
+def test_the_idle_fetch_wait_stays_under_the_request_timeout() -> None:
+    assert Settings.from_env({"SAGAKIT_FETCH_IDLE_WAIT_MS": "5000"}).fetch_idle_wait_ms == 5000
+    with pytest.raises(ConfigError, match="<= 5000"):
+        Settings.from_env({"SAGAKIT_FETCH_IDLE_WAIT_MS": "20000"})

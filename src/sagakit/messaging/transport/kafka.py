@@ -172,7 +172,8 @@ class KafkaConsumer(Consumer):
         assert self._consumer is not None, "consumer not started"
         try:
             batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        except _UNREADABLE:
+        except _UNREADABLE:  # records came (one of them unreadable): not quiet
+            self._adapt_wait(busy=True)
             return await self._salvage(max_records)
         out = {
             (tp.topic, tp.partition): [_record(r) for r in records]
@@ -195,7 +196,7 @@ class KafkaConsumer(Consumer):
         if busy:
             self._active_at = now
         quiet = now - self._active_at > o.idle_after_s
-        wait = o.fetch_idle_wait_ms if quiet else o.fetch_max_wait_ms
+        wait = max(o.fetch_idle_wait_ms, o.fetch_max_wait_ms) if quiet else o.fetch_max_wait_ms
         fetcher = getattr(self._consumer, "_fetcher", None)
         if fetcher is not None and getattr(fetcher, "_fetch_max_wait_ms", wait) != wait:
             fetcher._fetch_max_wait_ms = wait
