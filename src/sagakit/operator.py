@@ -100,10 +100,10 @@ async def act(
             case _:
                 done = await o.resolve(tx, saga_id, note, by=by)
     if not done:
-        state = await store.load(tx, saga_id)
+        state, parked_for = await store.load_parked(tx, saga_id)
         if state is None:
             raise Refused(f"no saga {saga_id}")
-        parked = " (parked)" if await store.parked_reason(tx, saga_id) else ""
+        parked = " (parked)" if parked_for else ""
         raise Refused(
             f"saga {saga_id} is {state.status}{parked}: {action} is for a saga {what.wanted}"
         )

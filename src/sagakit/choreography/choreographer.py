@@ -32,7 +32,7 @@ from sagakit.errors import MessageError
 from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
 from sagakit.messaging.retry import Disposition, classify
 from sagakit.orchestration import store
-from sagakit.orchestration.orchestrator import operator_label
+from sagakit.orchestration.orchestrator import OPERATED, operator_label
 from sagakit.saga import (
     Cancelled,
     Command,
@@ -415,11 +415,11 @@ class Choreographer:
         A resume of a saga not parked here is a rejoin: only a copy that held the saga's
         events for a definition version it lacked acts on it (it applies them, now that the
         version is deployed). False if this copy is not in the state the action is for."""
-        state = await store.load(tx, saga_id)
+        state, parked_for = await store.load_parked(tx, saga_id)
         d = self.latest.get(state.definition) if state else None
         if state is None or d is None:
             return False
-        parked = await store.parked_reason(tx, saga_id) is not None
+        parked = parked_for is not None
         kind = {"resolve": resolved_type(d), "cancel": cancelled_type(d)}.get(
             action, resumed_type(d)
         )
@@ -473,26 +473,15 @@ def _what(d: SagaDefinition, env: Envelope) -> str:
     """The event as the saga's timeline names it."""
     if env.type in _operator_types(d):
         action = str(env.payload.get("action", ""))
-        what = (
-            _OPERATED.get(action)
-            or _OPERATED["resolve" if env.type == resolved_type(d) else "resume"]
-        )
+        if action not in OPERATED:  # (an event from before actions were named)
+            action = "resolve" if env.type == resolved_type(d) else "resume"
         by, note = str(env.payload.get("by", "an operator")), str(env.payload.get("note", ""))
-        return operator_label(what, by, note)
+        return operator_label(action, by, note)
     return "timer" if env.type == timer_type(d) else env.type
 
 
 def _operator_types(d: SagaDefinition) -> tuple[str, ...]:
     return (resumed_type(d), resolved_type(d), cancelled_type(d))
-
-
-_OPERATED = {
-    "resume": "resumed",
-    "retry": "retried",
-    "resolve": "resolved",
-    "retry-step": "step retried",
-    "cancel": "cancelled",
-}
 
 
 __all__ = ["Choreographer", "Participation", "event_types", "saga_topic"]

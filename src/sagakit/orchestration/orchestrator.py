@@ -232,30 +232,30 @@ class Orchestrator:
     async def resume(self, tx: Connection, saga_id: str, *, by: str = "", note: str = "") -> bool:
         """Take back a parked saga: the commands it is waiting on are sent again (a new
         attempt). False if there is no such parked saga."""
-        state = await store.load(tx, saga_id)
-        if state is None or await store.parked_reason(tx, saga_id) is None:
+        state, parked = await store.load_parked(tx, saga_id)
+        if state is None or parked is None:
             return False
-        return await self._operate(tx, state, Resumed(self.clock()), "resumed", by, note)
+        return await self._operate(tx, state, Resumed(self.clock()), "resume", by, note)
 
     async def retry_now(self, tx: Connection, saga_id: str, *, by: str, note: str = "") -> bool:
         """Send the commands a running (or compensating) saga waits on again now, without
         waiting for their timer: a new attempt, counted against the step's attempts as a
         timer's re-send would be. False if the saga is not running or compensating, or is
         parked (``resume`` takes a parked saga back)."""
-        state = await store.load(tx, saga_id)
+        state, parked = await store.load_parked(tx, saga_id)
         if state is None or state.status not in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
             return False
-        if await store.parked_reason(tx, saga_id) is not None:
+        if parked is not None:
             return False  # (resume takes a parked saga back)
-        return await self._operate(tx, state, Resumed(self.clock()), "step retried", by, note)
+        return await self._operate(tx, state, Resumed(self.clock()), "retry-step", by, note)
 
     async def cancel(self, tx: Connection, saga_id: str, note: str, *, by: str) -> bool:
         """Compensate a running saga from where it is. False if it is not running, or is
         past its pivot (it can only go forward)."""
-        state = await store.load(tx, saga_id)
-        if state is None or await store.parked_reason(tx, saga_id) is not None:
+        state, parked = await store.load_parked(tx, saga_id)
+        if state is None or parked is not None:
             return False
-        return await self._operate(tx, state, Cancelled(note, self.clock()), "cancelled", by, note)
+        return await self._operate(tx, state, Cancelled(note, self.clock()), "cancel", by, note)
 
     async def retry(self, tx: Connection, saga_id: str, *, by: str, note: str = "") -> bool:
         """Send a saga's failed compensations again, each with a new budget. False if the
@@ -263,7 +263,7 @@ class Orchestrator:
         state = await store.load(tx, saga_id)
         if state is None or state.status is not SagaStatus.COMPENSATION_FAILED:
             return False
-        return await self._operate(tx, state, Resumed(self.clock()), "retried", by, note)
+        return await self._operate(tx, state, Resumed(self.clock()), "retry", by, note)
 
     async def resolve(self, tx: Connection, saga_id: str, note: str, *, by: str) -> bool:
         """Close a saga in ``COMPENSATION_FAILED`` as ``FAILED``: an operator settled what
@@ -271,18 +271,18 @@ class Orchestrator:
         state = await store.load(tx, saga_id)
         if state is None or state.status is not SagaStatus.COMPENSATION_FAILED:
             return False
-        return await self._operate(tx, state, Resolved(note, self.clock()), "resolved", by, note)
+        return await self._operate(tx, state, Resolved(note, self.clock()), "resolve", by, note)
 
     async def _operate(
-        self, tx: Connection, state: SagaState, event: Event, what: str, by: str, note: str
+        self, tx: Connection, state: SagaState, event: Event, action: str, by: str, note: str
     ) -> bool:
-        """Apply an operator's ``event``; its log line says who did it and their note.
-        False if the engine refused it (nothing is written)."""
+        """Apply an operator's ``event`` (for ``action``); its log line says who did it and
+        their note. False if the engine refused it (nothing is written)."""
         definition = self.definition(state)
         decision = decide(definition, self._state(definition, state), event)
         if not decision.changed:
             return False
-        label = operator_label(what, by, note)
+        label = operator_label(action, by, note)
         entry = store.entry(definition, decision, label, {"by": by, "note": note})
         saved = await store.save(tx, decision.state, entry)
         await outbox.add(tx, *self._commands(saved, decision, None))
@@ -319,10 +319,20 @@ class Orchestrator:
         ]
 
 
-def operator_label(what: str, by: str, note: str) -> str:
-    """How the saga's log names an operator's action: what, by whom, and why."""
+OPERATED = {
+    "resume": "resumed",
+    "retry": "retried",
+    "resolve": "resolved",
+    "retry-step": "step retried",
+    "cancel": "cancelled",
+}
+"""How the saga's log names each operator action, in both modes."""
+
+
+def operator_label(action: str, by: str, note: str) -> str:
+    """How the saga's log names an operator's ``action``: what, by whom, and why."""
     who = f" by {by}" if by else ""
-    return f"{what}{who}: {note}" if note else f"{what}{who}"
+    return f"{OPERATED[action]}{who}: {note}" if note else f"{OPERATED[action]}{who}"
 
 
 def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:

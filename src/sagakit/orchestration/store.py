@@ -194,12 +194,6 @@ async def started_with(tx: Connection, saga_id: str, data: Mapping[str, Any]) ->
     return row["start_data"] is None or json.loads(row["start_data"]) == dict(data)
 
 
-async def parked_reason(tx: Connection, saga_id: str) -> str | None:
-    """Why the saga is parked, or None if it is not."""
-    reason: str | None = await tx.fetchval("SELECT parked FROM sagas WHERE saga_id = $1", saga_id)
-    return reason
-
-
 async def park(tx: Connection, saga_id: str, step: str, reason: str) -> None:
     """Set the saga aside: its timer stops and replies are ignored until it is resumed.
     The reason goes to the saga row and its log."""
