@@ -62,6 +62,11 @@ regex: the documented form of the rule above. Surrogates are left out: no UTF-8 
 carry one, and regex engines that check schemas reject them in a character class."""
 
 
+def is_printable(value: str) -> bool:
+    """Whether ``value`` holds no control character nor surrogate."""
+    return _REFUSED.search(value) is None
+
+
 def printable(value: str) -> str:
     """``value``, if it holds no control character nor surrogate (a pydantic validator)."""
     found = _REFUSED.search(value)

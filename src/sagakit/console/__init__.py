@@ -9,15 +9,14 @@ fetched from the internet.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
 from sagakit.config import Settings, database_url
+from sagakit.db import connect_pool
 from sagakit.errors import ConfigError
 from sagakit.runtime.service import Service
 
@@ -34,19 +33,10 @@ async def _pools(
     try:
         for svc in services:
             url = database_url(server, settings.database(svc.database))
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    pools[svc.name] = await asyncpg.create_pool(url, min_size=1, max_size=4)
-                    break
-                except (OSError, asyncpg.CannotConnectNowError) as exc:
-                    if time.monotonic() > deadline:
-                        raise ConfigError(f"{svc.name}'s database is not reachable: {exc}") from exc
-                    await asyncio.sleep(0.5)
-                except asyncpg.InvalidCatalogNameError:
-                    raise ConfigError(
-                        f"{svc.name}'s database does not exist yet: start the service first"
-                    ) from None
+            try:
+                pools[svc.name] = await connect_pool(url, min_size=1, max_size=4, wait=wait)
+            except ConfigError as exc:  # (a missing database among them)
+                raise ConfigError(f"{svc.name}: {exc} (a service creates its own)") from exc
         yield pools
     finally:
         for pool in pools.values():

@@ -37,6 +37,7 @@ from sagakit.console.source import FILTERS, Keeper, Letters, pretty
 from sagakit.console.story import tell, trace_id
 from sagakit.db import transaction
 from sagakit.errors import SagakitError, TransientError
+from sagakit.http import is_printable
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def create_app(
             return problem(request, 400, f"status must be one of {', '.join(FILTERS)}")
         definition = q.get("definition") or None
         search = (q.get("q") or "").strip()[:200]
-        if not printable(definition or "") or not printable(search):
+        if not is_printable(definition or "") or not is_printable(search):
             return problem(request, 400, "control characters in the definition or the id")
         rows: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
@@ -216,7 +217,7 @@ def create_app(
     @app.get("/sagas/{keeper}/{saga_id:path}", response_class=HTMLResponse)
     async def saga(request: Request, keeper: str, saga_id: str) -> HTMLResponse:
         k = by_name.get(keeper)
-        found = await k.saga(saga_id) if k and printable(saga_id) else None
+        found = await k.saga(saga_id) if k and is_printable(saga_id) else None
         if k is None or found is None:
             return problem(request, 404, f"no saga {saga_id} at {keeper}")
         row, entries = found
@@ -250,7 +251,7 @@ def create_app(
         if not credentials.form_ok(_one(form, "form_token")):
             return problem(request, 403, "this form is not from this console (reload the page)")
         k = by_name.get(keeper)
-        if k is None or action not in operator.ACTIONS or not printable(saga_id):
+        if k is None or action not in operator.ACTIONS or not is_printable(saga_id):
             return problem(request, 404, f"no action {action} for saga {saga_id} at {keeper}")
         note, why = _note(_one(form, "note"))
         if why:
@@ -371,7 +372,7 @@ def _note(raw: str | None) -> tuple[str, str]:
         return note, "a note is required: say why (it is kept with what you did, and your name)"
     if len(note) > MAX_NOTE:
         return note, f"the note is longer than {MAX_NOTE} characters"
-    if not printable(note):
+    if not is_printable(note):
         return note, "the note holds control characters"
     return note, ""
 
@@ -379,11 +380,6 @@ def _note(raw: str | None) -> tuple[str, str]:
 def _number(text: str) -> bool:
     """A decimal number ``int`` takes and a partition, offset or version can be."""
     return text.isascii() and text.isdigit() and len(text) <= 18
-
-
-def printable(text: str) -> bool:
-    """No control characters (PostgreSQL text refuses NUL; none belongs in an id or a note)."""
-    return not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text)
 
 
 def _one(form: dict[str, list[str]], key: str) -> str | None:

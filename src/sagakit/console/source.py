@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -44,8 +45,9 @@ class Keeper:
     def name(self) -> str:
         return self.service.name
 
-    @property
+    @cached_property
     def definitions(self) -> Mapping[tuple[str, int], SagaDefinition]:
+        """Every version it hosts (built once: the list looks one up per row)."""
         return {(d.name, d.version): d for d in self.service.followed}
 
     def definition(self, name: str, version: int) -> SagaDefinition | None:
