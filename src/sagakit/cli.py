@@ -245,7 +245,7 @@ async def _saga_mode(conn: Any, service: Service) -> Mode:
 
 
 def _operator() -> str:
-    from sagakit.console.auth import local_operator
+    from sagakit.operator import local_operator
 
     return local_operator()
 

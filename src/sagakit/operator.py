@@ -5,6 +5,7 @@ event every copy applies), and its log line says who did it and why."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sagakit.db import Connection
@@ -108,3 +109,13 @@ async def act(
             f"saga {saga_id} is {state.status}{parked}: {action} is for a saga {what.wanted}"
         )
     return what.done
+
+
+def local_operator() -> str:
+    """Who acts from this machine: ``SAGAKIT_OPERATOR``, else the login name."""
+    import getpass
+
+    try:
+        return os.environ.get("SAGAKIT_OPERATOR") or getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown operator"

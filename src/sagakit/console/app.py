@@ -38,6 +38,7 @@ from sagakit.console.story import tell, trace_id
 from sagakit.db import transaction
 from sagakit.errors import SagakitError, TransientError
 from sagakit.http import is_printable
+from sagakit.saga import SagaStatus
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def create_app(
         d = k.definition(row["definition"], row["definition_version"])
         now = datetime.now(UTC)
         story = tell(d, row, entries, now)
-        ended = row["status"] in ("COMPLETED", "FAILED")
+        ended = SagaStatus(row["status"]).terminal
         drawing = draw(d, story.states, None if ended else row["step"]) if d else None
         mode = await k.mode()
         return page(

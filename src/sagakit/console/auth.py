@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sagakit.errors import ConfigError
+from sagakit.operator import local_operator
 
 
 def is_loopback(host: str) -> bool:
@@ -100,13 +101,3 @@ class Credentials:
 def _same(given: str, secret: str) -> bool:
     """Constant-time comparison of any text (``compare_digest`` refuses non-ASCII str)."""
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())
-
-
-def local_operator() -> str:
-    """Who acts from this machine: ``SAGAKIT_OPERATOR``, else the login name."""
-    import getpass
-
-    try:
-        return os.environ.get("SAGAKIT_OPERATOR") or getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown operator"

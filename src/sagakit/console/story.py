@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sagakit.saga import SagaDefinition
+from sagakit.saga import SagaDefinition, SagaStatus
 from sagakit.saga.state import Progress
 
 STATE_OF_PROGRESS = {
@@ -83,6 +83,7 @@ def tell(
 ) -> Story:
     """The story of ``saga`` (its row) from its ``log`` rows, as of ``now``."""
     story = Story()
+    ended = SagaStatus(saga["status"]).terminal
     if d is not None:
         story.states = {s.name: "pending" for s in d.all_steps}
     open_: dict[tuple[str, str], Span] = {}
@@ -138,10 +139,10 @@ def tell(
         for name, member in members.items():  # the current stage, as the engine keeps it
             if name in story.states:
                 story.states[name] = STATE_OF_PROGRESS[Progress(member["progress"])]
-        if saga["status"] in ("COMPLETED", "FAILED"):
+        if ended:
             for span in open_.values():  # never answered before the saga ended
                 span.end, span.outcome = span.end or saga["updated_at"], "no answer"
-    last = now if saga["status"] not in ("COMPLETED", "FAILED") else saga["updated_at"]
+    last = saga["updated_at"] if ended else now
     story.total_ms = max((last - first).total_seconds() * 1000, 1.0)
     for span in story.spans:
         end = span.end or last
