@@ -4,6 +4,10 @@ tree, run alternately on one machine in one session, and their ratio.
     .venv/bin/python benchmarks/compare.py REF [--runs 2] [-- BENCH ARGS...]
     .venv/bin/python benchmarks/compare.py HEAD~3 -- --rate 100 --duration 20
     .venv/bin/python benchmarks/compare.py main -- --concurrency 64 --mode choreography
+    .venv/bin/python benchmarks/compare.py HEAD --tree-args="--orchestrator-in order"
+
+``--tree-args`` adds bench arguments on the tree's side only: an option REF lacks, or, with
+REF at the tree's own commit, two deployments of one code.
 
 REF is checked out into a temporary worktree; each run is ``python -m examples.shop bench``
 with that tree's ``sagakit`` and ``examples`` first on the path (and so in every service
@@ -66,6 +70,7 @@ def main() -> None:
     )
     parser.add_argument("ref", help="a git revision: the 'before' side")
     parser.add_argument("--runs", type=int, default=2, help="runs per side (alternating)")
+    parser.add_argument("--tree-args", default="", help="more bench arguments, tree side only")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
@@ -83,7 +88,8 @@ def main() -> None:
         for i in range(args.runs):
             for side, tree in sides.items():
                 tag = "ref" if side == args.ref else "tree"
-                r = bench(tree, extra, work / f"{tag}-{i}.json", work / f"{tag}-{i}.log")
+                more = args.tree_args.split() if tag == "tree" else []
+                r = bench(tree, [*extra, *more], work / f"{tag}-{i}.json", work / f"{tag}-{i}.log")
                 if not r.get("check_clean", False):
                     raise SystemExit(f"the shop's audit failed on {side}; see {work}")
                 got[side].append(figures(r))
@@ -96,6 +102,8 @@ def main() -> None:
             capture_output=True,
         )
     print(f"\nbench {' '.join(extra) or '(defaults)'}; medians of {args.runs} run(s) each")
+    if args.tree_args:
+        print(f"tree side also: {args.tree_args}")
     print(f"{'':>12} " + "".join(f"{k:>12}" for k in got["tree"][0]))
     medians = {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in got.items()}
     for side, m in medians.items():

@@ -9,12 +9,21 @@ import sys
 from collections.abc import Sequence
 
 from examples.shop.saga import Flow
-from examples.shop.system import SERVICES
+from examples.shop.system import HOSTS, services
 from sagakit import Mode, SagakitError, Settings
 from sagakit.dev import DevStack, Fleet
 
 MODES = [m.value for m in Mode]
 FLOWS = [f.value for f in Flow]
+
+
+def _services(args: argparse.Namespace) -> dict[str, str]:
+    if args.orchestrator_in != "orchestrator" and args.mode != Mode.ORCHESTRATION:
+        raise SagakitError(
+            "--orchestrator-in order: orchestration only (choreographed, the participants"
+            " drive the sagas and the orchestrator service tracks them)"
+        )
+    return dict(services(args.orchestrator_in))
 
 
 def _ports(base: int) -> dict[str, int]:
@@ -33,6 +42,7 @@ def _demo(args: argparse.Namespace) -> int:
             rate=args.rate,
             keep_running=args.keep_running,
             ports=_ports(args.port_base),
+            services=_services(args),
         )
     )
     if args.json:
@@ -58,6 +68,7 @@ def _bench(args: argparse.Namespace) -> int:
             failures=args.failures,
             ports=_ports(args.port_base),
             idle=args.idle,
+            services=_services(args),
         )
     )
     render_bench(result, Console())
@@ -75,7 +86,7 @@ def _up(args: argparse.Namespace) -> int:
     fleet = Fleet(
         info,
         settings,
-        SERVICES,
+        _services(args),
         _ports(args.port_base),
         mode=Mode(args.mode),
         log_dir=settings.home / "logs",
@@ -106,6 +117,7 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+HOST_HELP = "who orchestrates the sagas: the orchestrator service, or the order service itself"
 FLOW_HELP = "reserve-first (seed 000: reserve, pay, sell) or pay-first (seed 001: pay, sell)"
 
 
@@ -116,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start everything and run orders through every path")
     demo.add_argument("--mode", choices=MODES, default="orchestration")
     demo.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
+    demo.add_argument("--orchestrator-in", choices=HOSTS, default="orchestrator", help=HOST_HELP)
     demo.add_argument("--orders", type=int, default=300)
     demo.add_argument("--rate", type=float, default=60.0, help="orders per second")
     demo.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
@@ -126,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput (closed loop) or latency (--rate)")
     bench.add_argument("--mode", choices=MODES, default="orchestration")
     bench.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
+    bench.add_argument("--orchestrator-in", choices=HOSTS, default="orchestrator", help=HOST_HELP)
     bench.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     bench.add_argument("--warmup", type=float, default=5.0, help="seconds not counted")
     bench.add_argument("--rate", type=float, help="open loop at this many orders/s")
@@ -141,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the stack and the shop's services; Ctrl-C stops them")
     up.add_argument("--mode", choices=MODES, default="orchestration")
     up.add_argument("--flow", choices=FLOWS, default="reserve-first", help=FLOW_HELP)
+    up.add_argument("--orchestrator-in", choices=HOSTS, default="orchestrator", help=HOST_HELP)
     up.add_argument(
         "--port-base",
         type=int,

@@ -86,7 +86,7 @@ class Settings:
 
     def group(self, name: str) -> str:
         """The namespaced name of a consumer group."""
-        return f"{self.namespace}.{name}" if self.namespace else name
+        return group_name(self.namespace, name)
 
     @property
     def database_names(self) -> tuple[str, ...]:
@@ -125,3 +125,8 @@ def database_url(server_url: str, database: str) -> str:
     if "?" in tail:
         query = "?" + tail.split("?", 1)[1]
     return f"{scheme}://{authority}/{database}{query}"
+
+
+def group_name(namespace: str, name: str) -> str:
+    """The consumer group of service ``name`` in ``namespace``."""
+    return f"{namespace}.{name}" if namespace else name

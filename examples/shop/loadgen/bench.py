@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from examples.shop.loadgen.scenario import Shop, pick, seed
 from examples.shop.loadgen.session import running_shop
 from examples.shop.loadgen.stats import Summary
 from examples.shop.saga import Flow
+from examples.shop.system import SERVICES
 from sagakit import Mode
 from sagakit.dev import Fleet, database_url
 
@@ -71,6 +73,7 @@ async def run_bench(
     failures: float = 0.1,
     ports: dict[str, int] | None = None,
     idle: bool = False,
+    services: Mapping[str, str] = SERVICES,
 ) -> BenchResult:
     result = BenchResult(
         mode.value,
@@ -81,7 +84,7 @@ async def run_bench(
         rate,
         None if rate else concurrency,
     )
-    async with running_shop("bench", mode, flow, ports=ports) as (info, fleet):
+    async with running_shop("bench", mode, flow, ports=ports, services=services) as (info, fleet):
         client = ShopClient(
             {n: sp.url for n, sp in fleet.processes.items()}, connections=max(64, concurrency)
         )

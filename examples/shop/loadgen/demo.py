@@ -6,6 +6,7 @@ import asyncio
 import random
 import signal
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from examples.shop.loadgen.scenario import EXPECTED, PATHS, pick, seed
 from examples.shop.loadgen.session import running_shop
 from examples.shop.loadgen.stats import Summary
 from examples.shop.saga import Flow
-from examples.shop.system import DEFAULT_PORTS
+from examples.shop.system import DEFAULT_PORTS, SERVICES
 from sagakit import Mode
 from sagakit.dev import CONSOLE, database_url
 
@@ -69,12 +70,15 @@ async def run_demo(
     rate: float = 60.0,
     seed_value: int = 7,
     ports: dict[str, int] | None = None,
+    services: Mapping[str, str] = SERVICES,
 ) -> DemoResult:
     console = console or Console()
     result = DemoResult(mode, flow)
     rng = random.Random(seed_value)
     ports = dict(ports or DEFAULT_PORTS)
-    shop_ctx = running_shop("demo", mode, flow, ports=ports, console_port=min(ports.values()) - 1)
+    shop_ctx = running_shop(
+        "demo", mode, flow, ports=ports, console_port=min(ports.values()) - 1, services=services
+    )
     async with shop_ctx as (info, fleet):
         urls = {name: sp.url for name, sp in fleet.processes.items() if name != CONSOLE}
         console_url = fleet.processes[CONSOLE].url if CONSOLE in fleet.processes else None
@@ -122,7 +126,7 @@ async def run_demo(
 
                 await asyncio.gather(*(one(n) for n in range(orders)))
         for path, order_id in chosen.items():  # the saga's id is the order's
-            r = await client.http.get(f"{urls['orchestrator']}/sagas/{order_id}")
+            r = await client.http.get(f"{urls.get('orchestrator', urls['order'])}/sagas/{order_id}")
             if r.status_code == 200:
                 result.examples[path] = r.json()
         for path, values in latencies.items():

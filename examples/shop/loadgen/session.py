@@ -35,6 +35,7 @@ async def running_shop(
     env: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
     console_port: int | None = None,
+    services: Mapping[str, str] = SERVICES,
 ) -> AsyncIterator[tuple[StackInfo, Fleet]]:
     base = Settings.from_env()
     settings = replace(base, namespace=namespace)
@@ -44,7 +45,7 @@ async def running_shop(
     fleet = Fleet(
         info,
         settings,
-        SERVICES,
+        services,
         dict(ports or DEFAULT_PORTS),
         mode=mode,
         log_dir=base.home / "logs" / namespace,

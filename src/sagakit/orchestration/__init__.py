@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def orchestrator(rt: Runtime) -> Orchestrator:
-    return Orchestrator(rt.service.orchestrates, namespace=rt.settings.namespace)
+    return rt.orchestrator
 
 
 async def timers(rt: Runtime, stop: asyncio.Event) -> None:

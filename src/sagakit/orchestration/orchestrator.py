@@ -17,9 +17,18 @@ from sagakit import metrics, tracing
 from sagakit.aio import repeat
 from sagakit.db import Connection, transaction
 from sagakit.errors import ConfigError, MessageError
-from sagakit.messaging import Envelope, MessageContext, Router, derived_id, new_message, outbox
+from sagakit.messaging import (
+    Envelope,
+    MessageContext,
+    Router,
+    codec,
+    derived_id,
+    new_message,
+    outbox,
+)
 from sagakit.messaging.outbox import storable_text
 from sagakit.messaging.retry import Disposition, classify
+from sagakit.messaging.router import Route
 from sagakit.orchestration import store
 from sagakit.saga import (
     Cancelled,
@@ -49,7 +58,14 @@ class Orchestrator:
     The start message and every reply are validated against the definition's models
     (``SagaDefinition.data``, ``Action.reply``) before the engine sees them: a malformed one
     is dead-lettered at once instead of starting (or steering) a saga whose commands no
-    participant can take."""
+    participant can take.
+
+    ``local``: the routes of commands this process handles itself (the orchestrator hosted
+    by a participant, sharing its database). Such a command runs in the transaction of the
+    decision that sends it, in a savepoint, and its reply steers the saga at once: no
+    message, no hop, and still one commit. A local handler that fails (for anything but an
+    outage) is rolled back to its savepoint and its command goes over the broker after
+    all, where the participant's consumer retries or dead-letters it as for any command."""
 
     def __init__(
         self,
@@ -57,6 +73,8 @@ class Orchestrator:
         *,
         namespace: str = "",
         clock: Callable[[], float] = time.time,
+        local: Mapping[str, Route] | None = None,
+        group: str = "",
     ) -> None:
         self.definitions = {(d.name, d.version): d for d in definitions}
         if len(self.definitions) != len(definitions):
@@ -67,6 +85,9 @@ class Orchestrator:
             raise ConfigError("two saga definitions start on the same message type")
         self.namespace = namespace
         self.clock = clock
+        self.local = dict(local or {})
+        self.group = group
+        """The consumer group a local handler sees in its context (the host's)."""
 
     def router(self) -> Router:
         r = Router(self.namespace)
@@ -136,7 +157,7 @@ class Orchestrator:
         )
         if saved is None:
             return False
-        commands = self._commands(saved, decision, cause)
+        commands = await self._dispatch(tx, definition, saved, decision, cause)
         if out is not None:
             for message in commands:
                 out.send(message)
@@ -180,7 +201,9 @@ class Orchestrator:
         if entry is not None:
             saved = await store.save(ctx.tx, decision.state, entry)
             metrics.step_answered(definition, state, env.type, now)
-            for message in self._commands(saved, decision, env.message_id):
+            for message in await self._dispatch(
+                ctx.tx, definition, saved, decision, env.message_id
+            ):
                 ctx.send(message)
 
     async def fire_timers(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
@@ -215,6 +238,7 @@ class Orchestrator:
         try:
             async with conn.transaction():
                 saved = await store.save(conn, decision.state, entry)
+                commands = await self._dispatch(conn, definition, saved, decision, None)
         except Exception as exc:
             disposition = classify(exc)
             if disposition is Disposition.OUTAGE:
@@ -224,10 +248,7 @@ class Orchestrator:
             else:
                 log.warning("saga %s: timer write failed (%r)", state.saga_id, exc)
             return []
-        return [
-            replace(m, headers=tracing.inject(m.headers))
-            for m in self._commands(saved, decision, None)
-        ]
+        return [replace(m, headers=tracing.inject(m.headers)) for m in commands]
 
     async def resume(self, tx: Connection, saga_id: str, *, by: str = "", note: str = "") -> bool:
         """Take back a parked saga: the commands it is waiting on are sent again (a new
@@ -285,7 +306,7 @@ class Orchestrator:
         label = operator_label(action, by, note)
         entry = store.entry(definition, decision, label, {"by": by, "note": note})
         saved = await store.save(tx, decision.state, entry)
-        await outbox.add(tx, *self._commands(saved, decision, None))
+        await outbox.add(tx, *await self._dispatch(tx, definition, saved, decision, None))
         return True
 
     async def _park(
@@ -301,6 +322,78 @@ class Orchestrator:
         self, pool: asyncpg.Pool, stop: asyncio.Event, *, interval: float = 0.2
     ) -> None:
         await repeat(lambda: self.fire_timers(pool), stop, interval=interval, what="timer")
+
+    async def _dispatch(
+        self,
+        tx: Connection,
+        definition: SagaDefinition,
+        saved: SagaState,
+        decision: Decision,
+        cause: uuid.UUID | None,
+    ) -> list[Envelope]:
+        """The messages to send for ``decision`` (stored as ``saved``). Its local commands
+        run here instead, and each reply they give is applied at once (stored with its
+        own log line), which may run further local commands."""
+        out: list[Envelope] = []
+        replies: list[Envelope] = []
+        for command in self._commands(saved, decision, cause):
+            route = self.local.get(command.type)
+            sent = None if route is None else await self._run_local(tx, definition, route, command)
+            if sent is None:
+                out.append(command)
+                continue
+            for message in sent:
+                mine = message.correlation_id == saved.saga_id
+                (replies if mine and message.type in definition.reply_types else out).append(
+                    message
+                )
+        state = saved
+        for reply in replies:
+            now = self.clock()
+            step = decide(definition, state, Replied(reply.type, reply.payload, now))
+            if not step.changed:
+                continue
+            entry = store.entry(definition, step, reply.type, reply.payload)
+            before, state = state, await store.save(tx, step.state, entry)
+            metrics.step_answered(definition, before, reply.type, now)
+            out += await self._dispatch(tx, definition, state, step, reply.message_id)
+        return out
+
+    async def _run_local(
+        self, tx: Connection, definition: SagaDefinition, route: Route, command: Envelope
+    ) -> list[Envelope] | None:
+        """Run ``command``'s handler in a savepoint of ``tx``; what it sent, each message as
+        a consumer would read it off the wire. None if it failed: the command goes over the
+        broker instead (an outage is raised: the whole transaction waits for the
+        database)."""
+        ctx = MessageContext(command, tx, self.group, self.namespace, replies=route.replies)
+        began = time.perf_counter()
+        try:
+            async with tx.transaction():
+                with tracing.span(
+                    f"handle {command.type}",
+                    attributes={"sagakit.saga_id": command.correlation_id, "sagakit.local": True},
+                ):
+                    await route.handler(ctx, route.parse(command))
+                    sent = [
+                        _as_read(replace(m, headers=tracing.inject(m.headers)))
+                        for m in ctx.outgoing
+                    ]
+                for m in sent:
+                    if m.type in definition.reply_types:
+                        check_payload(definition, m.type, m.payload)
+        except Exception as exc:
+            if classify(exc) is Disposition.OUTAGE:
+                raise
+            log.warning(
+                "saga %s: local %s failed (%r); sending it instead",
+                command.correlation_id,
+                command.type,
+                exc,
+            )
+            return None
+        metrics.handled(command.type, time.perf_counter() - began)
+        return sent
 
     def _commands(
         self, state: SagaState, decision: Decision, cause: uuid.UUID | None
@@ -333,6 +426,14 @@ def operator_label(action: str, by: str, note: str) -> str:
     """How the saga's log names an operator's ``action``: what, by whom, and why."""
     who = f" by {by}" if by else ""
     return f"{OPERATED[action]}{who}: {note}" if note else f"{OPERATED[action]}{who}"
+
+
+def _as_read(message: Envelope) -> Envelope:
+    """``message`` encoded and decoded again: what its reader would get (JSON's types)."""
+    value = codec.encode_value(message)
+    return codec.decode(
+        message.topic, message.key.encode(), value, codec.encode_headers(message.headers)
+    )
 
 
 def _step_name(definition: SagaDefinition | None, state: SagaState) -> str:

@@ -88,9 +88,13 @@ class Runtime:
         saga_id: str | None = None,
         key: str | None = None,
     ) -> str:
-        """Start a saga if and only if ``tx`` commits; see :func:`sagakit.start_saga`."""
+        """Start a saga if and only if ``tx`` commits; see :func:`sagakit.start_saga`. A saga
+        this service orchestrates begins in ``tx`` itself, without a start message."""
         from sagakit.runtime.start import start_saga
 
+        hosted = self.mode is Mode.ORCHESTRATION and (definition.name, definition.version) in {
+            (d.name, d.version) for d in self.service.orchestrates
+        }
         return await start_saga(
             tx,
             definition,
@@ -102,7 +106,13 @@ class Runtime:
             keep_copy=self.service.choreographs(self.mode)
             and (definition.name, definition.version)
             in {(d.name, d.version) for d in self.service.followed},
+            orchestrator=self.orchestrator if hosted else None,
         )
+
+    @functools.cached_property
+    def orchestrator(self) -> orchestration.Orchestrator:
+        """The orchestrator of the sagas this service orchestrates."""
+        return self.service.orchestrator(self.settings.namespace)
 
     def healthy(self) -> bool:
         """Up, polling, and publishing: a relay that has not emptied the outbox for a

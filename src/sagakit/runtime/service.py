@@ -25,15 +25,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from sagakit.config import group_name
 from sagakit.db import MigrationSet
 from sagakit.errors import ConfigError
 from sagakit.messaging import MessageContext, Router
+from sagakit.messaging.router import Route
 from sagakit.saga import SagaDefinition
 from sagakit.topics import DEAD_LETTERS, topic_name
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from sagakit.orchestration import Orchestrator
     from sagakit.runtime.host import Runtime
 
 M = TypeVar("M", bound=BaseModel)
@@ -149,7 +152,6 @@ class Service:
     def router(self, mode: Mode, namespace: str) -> Router:
         """The message handlers of this service in ``mode``."""
         from sagakit.choreography import Choreographer, Participation
-        from sagakit.orchestration import Orchestrator
 
         r = Router(namespace)
         derived = self.choreographs(mode)
@@ -164,12 +166,31 @@ class Service:
         if derived:
             found = Choreographer(self.followed, parts, namespace=namespace).router()
         elif self.orchestrates:
-            found = Orchestrator(self.orchestrates, namespace=namespace).router()
+            found = self.orchestrator(namespace).router()
         else:
             return r
         for route in found.routes.values():
             r.add(route.message_type, route.handler, route.model, topic=route.topic)
         return r
+
+    def orchestrator(self, namespace: str) -> Orchestrator:
+        """The orchestrator of ``orchestrates``. The commands of those sagas that this
+        service handles itself run in-process, in the orchestrator's transaction (see
+        :class:`~sagakit.orchestration.Orchestrator`): hosting the orchestrator in a
+        participant saves their messages."""
+        from sagakit.orchestration import Orchestrator
+
+        commands = {c for d in self.orchestrates for c in d.command_types}
+        local = {}
+        for reg in self.registrations.values():
+            topic = topic_name(namespace, reg.message_type)
+            if reg.message_type in commands and reg.topic in (None, topic):
+                model, replies = self._contract(reg)
+                local[reg.message_type] = Route(
+                    reg.message_type, topic, model, reg.handler, replies
+                )
+        group = group_name(namespace, self.name)
+        return Orchestrator(self.orchestrates, namespace=namespace, local=local, group=group)
 
     @property
     def followed(self) -> tuple[SagaDefinition, ...]:

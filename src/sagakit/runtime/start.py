@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
@@ -16,6 +16,9 @@ from sagakit.db import Connection
 from sagakit.messaging import derived_id, new_message, outbox
 from sagakit.saga import SagaDefinition
 from sagakit.topics import topic_name
+
+if TYPE_CHECKING:
+    from sagakit.orchestration import Orchestrator
 
 
 def saga_id_for(definition: SagaDefinition, key: str) -> str:
@@ -51,6 +54,7 @@ async def start_saga(
     namespace: str | None = None,
     choreography: bool | None = None,
     keep_copy: bool = False,
+    orchestrator: Orchestrator | None = None,
 ) -> str:
     """Start a saga of ``definition`` if and only if ``tx`` commits, and return its id.
 
@@ -68,6 +72,11 @@ async def start_saga(
     choreography (by default: ``SAGAKIT_MODE``) the start goes to the definition's saga
     topic, where every service taking part follows it (``keep_copy``: the caller's database
     keeps copies of these sagas, and records this one's now).
+
+    ``orchestrator``: one that hosts ``definition`` on ``tx``'s database (the caller's
+    process orchestrates it): the saga begins in ``tx`` itself, its state and first commands,
+    without a start message to publish and read back. A saga id started already is left
+    as it is.
     """
     from sagakit.choreography import Choreographer
 
@@ -87,6 +96,9 @@ async def start_saga(
             await Choreographer([definition], {}, namespace=namespace).begin(
                 tx, definition, saga_id, body, record=keep_copy
             )
+            return saga_id
+        if orchestrator is not None:
+            await orchestrator.begin(tx, definition, saga_id, body)
             return saga_id
         message = new_message(
             definition.starts_on,
