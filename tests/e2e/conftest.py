@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.shop.system import SERVICES
+from examples.shop.system import services
 from examples.trip.system import SERVICES as TRIP_SERVICES
 
 from sagakit.config import Settings
@@ -24,22 +24,24 @@ from sagakit.runtime.host import Mode
 MODES = [Mode.ORCHESTRATION, Mode.CHOREOGRAPHY]
 
 
-def shop_fleet(stack: StackInfo, mode: Mode, log_dir: Path) -> Fleet:
+def shop_fleet(stack: StackInfo, mode: Mode, log_dir: Path, *, host: str = "orchestrator") -> Fleet:
     """The shop's four services in ``mode``, in a namespace of their own (orchestrated, the
-    orchestrator runs twice: replicas must not double anything)."""
+    orchestrator runs twice: replicas must not double anything). ``host="order"``: three,
+    the order service orchestrating (and running twice)."""
     settings = Settings(
         namespace=f"e2e{uuid.uuid4().hex[:8]}",
         session_timeout_ms=3000,
         fetch_max_wait_ms=20,
     )
-    ports = {name: free_port() for name in SERVICES}
-    replicas = {"orchestrator": 2} if mode is Mode.ORCHESTRATION else {}
+    names = services(host)
+    ports = {name: free_port() for name in names}
+    replicas = {host: 2} if mode is Mode.ORCHESTRATION else {}
     if replicas:  # the second orchestrator takes its port + 10
-        ports["orchestrator"] = free_port_base(10)
+        ports[host] = free_port_base(10)
     return Fleet(
         stack,
         settings,
-        SERVICES,
+        names,
         ports,
         mode=mode,
         env={"SAGAKIT_STUCK_AFTER_S": "2"},
@@ -70,6 +72,18 @@ async def shop_fleets(
     }
     async with started(fleets) as up:
         yield up
+
+
+@pytest.fixture(scope="session")
+async def hosted_fleet(
+    stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Fleet]:
+    """The shop orchestrated by its order service (started when a test first asks)."""
+    fleet = shop_fleet(
+        stack, Mode.ORCHESTRATION, Path(tmp_path_factory.mktemp("logs-hosted")), host="order"
+    )
+    async with started({Mode.ORCHESTRATION: fleet}):
+        yield fleet
 
 
 def trip_fleet(

@@ -6,16 +6,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
+import pytest
 from examples.shop.audit import audit
 
 from sagakit.fleet import Fleet
-from tests.e2e.conftest import Shop
+from tests.e2e.conftest import MODES, Shop
 from tests.e2e.test_demo_and_bench import run_cli
 
 
 async def assert_invariants(fleet: Fleet) -> None:
     report = await audit(fleet.stack.database_url, fleet.settings)
     assert report.violations == []
+
+
+@pytest.fixture(params=[*MODES, "hosted"], ids=lambda m: getattr(m, "value", m))
+def fleet(request: pytest.FixtureRequest) -> Fleet:
+    """Each mode's shop, and the shop whose order service hosts its orchestrator."""
+    if request.param == "hosted":
+        hosted: Fleet = request.getfixturevalue("hosted_fleet")
+        return hosted
+    fleets: dict[object, Fleet] = request.getfixturevalue("shop_fleets")
+    return fleets[request.param]
 
 
 async def test_happy_path(shop: Shop) -> None:
@@ -155,4 +167,24 @@ async def test_stuck_orders_are_reported(shop: Shop) -> None:
     assert (await shop.settled(order_id, timeout=120))["status"] in ("CONFIRMED", "CANCELLED")
     page = await shop.get("order", "/orders?stuck=true&limit=1000")
     assert order_id not in [o["order_id"] for o in page["orders"]]  # type: ignore[union-attr]
+    await assert_invariants(shop.fleet)
+
+
+async def test_hosting_replica_killed_mid_saga(hosted_fleet: Fleet) -> None:
+    """SIGKILL one of the two order services that orchestrate, with sagas in flight (their
+    own commands run in-process): the other takes its partitions, every saga ends once,
+    and the books balance."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        await _kill_a_hosting_replica(Shop(hosted_fleet, client))
+
+
+async def _kill_a_hosting_replica(shop: Shop) -> None:
+    product, customer = await shop.product(stock=40, price_cents=10), await shop.customer(250)
+    ids = [await shop.order(customer, product, 1) for _ in range(15)]
+    shop.fleet.kill("order-2")
+    ids += [await shop.order(customer, product, 1) for _ in range(15)]
+    await shop.fleet.restart("order-2")
+    orders = await asyncio.gather(*(shop.settled(i, timeout=120) for i in ids))
+    statuses = [o["status"] for o in orders]
+    assert statuses.count("CONFIRMED") == 25, statuses
     await assert_invariants(shop.fleet)
