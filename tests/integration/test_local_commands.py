@@ -4,22 +4,41 @@ is rolled back to its savepoint and its command goes over the broker after all."
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
+import pytest
 from examples.shop.saga import RESERVE_FIRST
 
-from sagakit import MessageContext, Service
+from sagakit import Action, MessageContext, Parallel, SagaDefinition, Service, Step, start_saga
 from sagakit.db import migrate
 from sagakit.messaging import new_message
 from sagakit.orchestration import Orchestrator, store
 from tests.integration.test_orchestrator import SAGAS, Clock
 
 
-def order_service(failing: set[str]) -> Service:
+async def swallows_a_database_error(ctx: MessageContext) -> None:
+    """A handler that catches a failed statement itself (its transaction is aborted)."""
+    with contextlib.suppress(asyncpg.DataError):
+        await ctx.tx.execute("SELECT 1 / 0")
+    await ctx.reply("order.confirmed")
+
+
+async def raises_connection_error(ctx: MessageContext) -> None:
+    raise ConnectionError("the fulfilment API is down")  # not the database: sent instead
+
+
+async def raises(ctx: MessageContext) -> None:
+    raise RuntimeError("the order table is locked for maintenance")
+
+
+def order_service(failing: dict[str, Any], *definitions: SagaDefinition) -> Service:
     """A participant (``order.confirm``, ``order.cancel``) that also orchestrates; a
-    command type in ``failing`` writes its row and then raises."""
-    svc = Service("order", sagas=[RESERVE_FIRST], orchestrates=[RESERVE_FIRST])
+    command type in ``failing`` writes its row and then fails that way."""
+    flows = definitions or (RESERVE_FIRST,)
+    svc = Service("order", sagas=flows, orchestrates=flows)
 
     async def act(ctx: MessageContext, cmd: dict[str, Any], reply: str) -> None:
         await ctx.tx.execute(
@@ -29,7 +48,7 @@ def order_service(failing: set[str]) -> Service:
             ctx.group,
         )
         if ctx.envelope.type in failing:
-            raise RuntimeError("the order table is locked for maintenance")
+            return await failing[ctx.envelope.type](ctx)
         await ctx.reply(reply, {"order_id": cmd["saga_id"]})
 
     @svc.handles("order.confirm", replies=("order.confirmed",))
@@ -90,7 +109,7 @@ async def log_of(pool: asyncpg.Pool, saga_id: str) -> list[tuple[str, str]]:
 
 
 def test_only_the_commands_the_service_handles_are_local() -> None:
-    orch = order_service(set()).orchestrator("shop")
+    orch = order_service({}).orchestrator("shop")
     assert sorted(orch.local) == ["order.cancel", "order.confirm"]
     assert orch.group == "shop.order"
     assert orch.local["order.confirm"].replies == ("order.confirmed",)
@@ -100,7 +119,7 @@ def test_only_the_commands_the_service_handles_are_local() -> None:
 
 async def test_a_local_command_runs_in_the_deciding_transaction(fresh_db: str) -> None:
     pool = await prepared(fresh_db)
-    orch = order_service(set()).orchestrator("")
+    orch = order_service({}).orchestrator("")
     await start(pool, orch, "s1")
     await reply(pool, orch, "s1", "inventory.reserved", amount_cents=300)
     await reply(pool, orch, "s1", "payment.success")
@@ -117,7 +136,7 @@ async def test_a_local_command_runs_in_the_deciding_transaction(fresh_db: str) -
 
 async def test_a_local_compensation_ends_the_saga_at_once(fresh_db: str) -> None:
     pool = await prepared(fresh_db)
-    orch = order_service(set()).orchestrator("")
+    orch = order_service({}).orchestrator("")
     await start(pool, orch, "s2")
     await reply(pool, orch, "s2", "inventory.failed", reason="out of stock")
     assert await sent(pool) == ["inventory.reserve"], "nothing to release; cancel is local"
@@ -126,15 +145,19 @@ async def test_a_local_compensation_ends_the_saga_at_once(fresh_db: str) -> None
     await pool.close()
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [raises, raises_connection_error, swallows_a_database_error],
+    ids=lambda f: f.__name__,
+)
 async def test_a_failing_local_handler_is_rolled_back_and_its_command_sent(
-    fresh_db: str,
+    fresh_db: str, failure: Any
 ) -> None:
-    """Its writes are undone with its savepoint, the saga's step is stored as sent, and the
-    command goes to the broker, where the participant's consumer retries or dead-letters
-    it. Once the cause is gone, the step's timer runs it locally again."""
-    failing = {"order.confirm"}
+    """Its writes are undone with its savepoint, the saga's step is stored as sent, the
+    transaction that ran it commits, and the command goes to the broker, where the
+    participant's consumer retries or dead-letters it. So does the step timer's re-send."""
     pool = await prepared(fresh_db)
-    orch = order_service(failing).orchestrator("")
+    orch = order_service({"order.confirm": failure}).orchestrator("")
     orch.clock = clock = Clock()
     await start(pool, orch, "s3")
     await reply(pool, orch, "s3", "inventory.reserved", amount_cents=300)
@@ -143,11 +166,73 @@ async def test_a_failing_local_handler_is_rolled_back_and_its_command_sent(
     assert (await sent(pool))[-1] == "order.confirm"
     assert await acted(pool) == [], "the failed handler's write was rolled back"
     assert await status(pool, "s3") == ("RUNNING", "confirm_order")
+    assert (await log_of(pool, "s3"))[-1] == ("inventory.completed", "RUNNING")
 
-    failing.clear()
     clock.now += 3600
     assert await orch.fire_timers(pool) == 1
-    assert (await sent(pool)).count("order.confirm") == 1, "run locally, not sent again"
-    assert await acted(pool) == [("order.confirm", "order")]
-    assert (await log_of(pool, "s3"))[-1] == ("order.confirmed", "COMPLETED")
+    assert (await sent(pool)).count("order.confirm") == 2, "a timer's re-send is a message"
+    await pool.close()
+
+
+def act_step(name: str) -> Step:
+    return Step(
+        name,
+        Action(f"x.{name}", f"x.{name}.done"),
+        failure=(f"x.{name}.failed",),
+        compensation=Action(f"x.{name}.undo", f"x.{name}.undone"),
+    )
+
+
+TRIO = SagaDefinition(
+    name="trio",
+    steps=(Step("begin"), Parallel("all", act_step("a"), act_step("b"), act_step("c"))),
+)
+
+
+async def test_local_steps_of_one_group_each_see_the_saga_as_the_last_one_left_it(
+    fresh_db: str,
+) -> None:
+    """a refuses, b and c succeed after it: both are undone, each decision taken on the
+    state the one before it stored (one transaction, no write conflict)."""
+    svc = Service("x", sagas=[TRIO], orchestrates=[TRIO])
+    for t in TRIO.command_types:
+
+        async def handle(ctx: MessageContext, cmd: dict[str, Any], t: str = t) -> None:
+            await ctx.tx.execute("INSERT INTO acted VALUES ($1, $2, $3)", cmd["saga_id"], t, "")
+            await ctx.reply(
+                f"{t}.failed" if t == "x.a" else f"{t}.done" if "undo" not in t else f"{t}ne"
+            )
+
+        svc.handles(t)(handle)
+    orch = svc.orchestrator("")
+    pool = await prepared(fresh_db)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await orch.begin(conn, TRIO, "t1", {})
+    assert await sent(pool) == [], "every command ran in-process"
+    assert [c for c, _ in await acted(pool)] == ["x.a", "x.b", "x.b.undo", "x.c", "x.c.undo"]
+    async with pool.acquire() as conn:
+        state = await store.load(conn, "t1")
+    assert state is not None and state.status == "FAILED"
+    await pool.close()
+
+
+async def test_a_saga_started_in_process_starts_once_on_the_newest_version(
+    fresh_db: str,
+) -> None:
+    """The same start again changes nothing; other data for the id is noted and ignored;
+    a caller naming an older version starts the newest, as a start message would."""
+    newer = replace(RESERVE_FIRST, version=2)
+    orch = order_service({}, RESERVE_FIRST, newer).orchestrator("")
+    pool = await prepared(fresh_db)
+    placed = {"order_id": "o1", "customer_id": "c", "product_id": "p", "quantity": 1}
+    for data in (placed, placed, {**placed, "quantity": 2}):
+        async with pool.acquire() as conn, conn.transaction():
+            await start_saga(conn, RESERVE_FIRST, data, saga_id="o1", orchestrator=orch)
+    row = await pool.fetchrow("SELECT definition_version, data FROM sagas WHERE saga_id = 'o1'")
+    assert row["definition_version"] == 2 and '"quantity": 1' in row["data"]
+    assert await sent(pool) == ["inventory.reserve"], "no start message; one saga"
+    notes = await pool.fetch("SELECT event, note FROM saga_log WHERE saga_id = 'o1' ORDER BY id")
+    assert [(n["event"], n["note"]) for n in notes][1:] == [
+        ("order.created", "ignored: other start data")
+    ]
     await pool.close()

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -63,9 +64,10 @@ class Orchestrator:
     ``local``: the routes of commands this process handles itself (the orchestrator hosted
     by a participant, sharing its database). Such a command runs in the transaction of the
     decision that sends it, in a savepoint, and its reply steers the saga at once: no
-    message, no hop, and still one commit. A local handler that fails (for anything but an
-    outage) is rolled back to its savepoint and its command goes over the broker after
-    all, where the participant's consumer retries or dead-letters it as for any command."""
+    message, no hop, and still one commit. A local handler that fails is rolled back to its
+    savepoint and its command goes over the broker after all, where the participant's
+    consumer retries or dead-letters it as for any command. A timer's re-send always goes
+    over the broker."""
 
     def __init__(
         self,
@@ -124,19 +126,32 @@ class Orchestrator:
 
     async def on_start(self, ctx: MessageContext, valid: object) -> None:
         env = ctx.envelope
-        definition = self.starters[env.type]
         saga_id = env.correlation_id or env.key
         if not saga_id:
             raise MessageError(f"{env.type}: no saga id (neither correlation id nor key)")
-        payload = env.payload
-        if await self.begin(ctx.tx, definition, saga_id, payload, cause=env.message_id, out=ctx):
+        definition = self.starters[env.type]
+        await self.start(ctx.tx, definition, saga_id, env.payload, cause=env.message_id, out=ctx)
+
+    async def start(
+        self,
+        tx: Connection,
+        definition: SagaDefinition,
+        saga_id: str,
+        data: Mapping[str, Any],
+        *,
+        cause: uuid.UUID | None = None,
+        out: MessageContext | None = None,
+    ) -> None:
+        """:meth:`begin` a saga; the same start again changes nothing, and a start of an
+        existing saga id with other data (an id reused) is noted in that saga's log and
+        ignored: the first one stands."""
+        if await self.begin(tx, definition, saga_id, data, cause=cause, out=out):
             return
-        if not await store.started_with(ctx.tx, saga_id, payload):
-            # One id, two starts with different data (an id reused): the first one stands.
-            log.warning("%s for saga %s with other data ignored", env.type, saga_id)
-            state = await store.load(ctx.tx, saga_id)
+        if not await store.started_with(tx, saga_id, data):
+            log.warning("%s for saga %s with other data ignored", definition.starts_on, saga_id)
+            state = await store.load(tx, saga_id)
             step = _step_name(definition, state) if state else "start"
-            await store.note(ctx.tx, saga_id, step, env.type, "ignored: other start data")
+            await store.note(tx, saga_id, step, definition.starts_on, "ignored: other start data")
 
     async def begin(
         self,
@@ -238,7 +253,11 @@ class Orchestrator:
         try:
             async with conn.transaction():
                 saved = await store.save(conn, decision.state, entry)
-                commands = await self._dispatch(conn, definition, saved, decision, None)
+                # (a timer's re-send goes over the broker: no handler runs under the
+                # row locks this round holds)
+                commands = await self._dispatch(
+                    conn, definition, saved, decision, None, local=False
+                )
         except Exception as exc:
             disposition = classify(exc)
             if disposition is Disposition.OUTAGE:
@@ -330,70 +349,93 @@ class Orchestrator:
         saved: SagaState,
         decision: Decision,
         cause: uuid.UUID | None,
+        *,
+        local: bool = True,
     ) -> list[Envelope]:
         """The messages to send for ``decision`` (stored as ``saved``). Its local commands
-        run here instead, and each reply they give is applied at once (stored with its
-        own log line), which may run further local commands."""
+        run here instead (unless ``local`` is False), one after another, each with the
+        saga's latest state; what their replies decide may run further local commands."""
         out: list[Envelope] = []
-        replies: list[Envelope] = []
-        for command in self._commands(saved, decision, cause):
-            route = self.local.get(command.type)
-            sent = None if route is None else await self._run_local(tx, definition, route, command)
-            if sent is None:
+        state = saved
+        queue = deque(self._commands(saved, decision, cause))
+        while queue:
+            command = queue.popleft()
+            route = self.local.get(command.type) if local else None
+            ran = (
+                None
+                if route is None
+                else await self._run_local(tx, definition, state, route, command)
+            )
+            if ran is None:
                 out.append(command)
                 continue
-            for message in sent:
-                mine = message.correlation_id == saved.saga_id
-                (replies if mine and message.type in definition.reply_types else out).append(
-                    message
-                )
-        state = saved
-        for reply in replies:
-            now = self.clock()
-            step = decide(definition, state, Replied(reply.type, reply.payload, now))
-            if not step.changed:
-                continue
-            entry = store.entry(definition, step, reply.type, reply.payload)
-            before, state = state, await store.save(tx, step.state, entry)
-            metrics.step_answered(definition, before, reply.type, now)
-            out += await self._dispatch(tx, definition, state, step, reply.message_id)
+            state, sent, more = ran
+            out += sent
+            queue.extend(more)
         return out
 
     async def _run_local(
-        self, tx: Connection, definition: SagaDefinition, route: Route, command: Envelope
-    ) -> list[Envelope] | None:
-        """Run ``command``'s handler in a savepoint of ``tx``; what it sent, each message as
-        a consumer would read it off the wire. None if it failed: the command goes over the
-        broker instead (an outage is raised: the whole transaction waits for the
-        database)."""
+        self,
+        tx: Connection,
+        definition: SagaDefinition,
+        state: SagaState,
+        route: Route,
+        command: Envelope,
+    ) -> tuple[SagaState, list[Envelope], list[Envelope]] | None:
+        """Run ``command``'s handler and apply its reply in a savepoint of ``tx``: the
+        saga's new state, the other messages the handler sent, and the commands the reply
+        decided. None if anything failed: rolled back to the savepoint, the command goes
+        over the broker instead. Raises only when even the rollback fails (the database
+        is gone, or the transaction with it)."""
         ctx = MessageContext(command, tx, self.group, self.namespace, replies=route.replies)
         began = time.perf_counter()
+        await tx.execute("SAVEPOINT sagakit_local")
         try:
-            async with tx.transaction():
-                with tracing.span(
-                    f"handle {command.type}",
-                    attributes={"sagakit.saga_id": command.correlation_id, "sagakit.local": True},
-                ):
-                    await route.handler(ctx, route.parse(command))
-                    sent = [
-                        _as_read(replace(m, headers=tracing.inject(m.headers)))
-                        for m in ctx.outgoing
-                    ]
-                for m in sent:
-                    if m.type in definition.reply_types:
-                        check_payload(definition, m.type, m.payload)
+            with tracing.span(
+                f"handle {command.type}",
+                attributes={"sagakit.saga_id": state.saga_id, "sagakit.local": True},
+            ):
+                await route.handler(ctx, route.parse(command))
+                sent = [
+                    _as_read(replace(m, headers=tracing.inject(m.headers))) for m in ctx.outgoing
+                ]
+            others, commands = [], []
+            for m in sent:
+                if not self._answers(definition, state, m):
+                    others.append(m)
+                    continue
+                check_payload(definition, m.type, m.payload)
+                now = self.clock()
+                step = decide(definition, state, Replied(m.type, m.payload, now))
+                if not step.changed:
+                    continue
+                entry = store.entry(definition, step, m.type, m.payload)
+                before, state = state, await store.save(tx, step.state, entry)
+                metrics.step_answered(definition, before, m.type, now)
+                commands += self._commands(state, step, m.message_id)
+            await tx.execute("RELEASE SAVEPOINT sagakit_local")
         except Exception as exc:
-            if classify(exc) is Disposition.OUTAGE:
-                raise
+            await tx.execute("ROLLBACK TO SAVEPOINT sagakit_local")  # raises if it cannot
+            await tx.execute("RELEASE SAVEPOINT sagakit_local")
             log.warning(
-                "saga %s: local %s failed (%r); sending it instead",
-                command.correlation_id,
+                "saga %s: %s failed in-process (%r); sending it instead",
+                state.saga_id,
                 command.type,
                 exc,
             )
             return None
         metrics.handled(command.type, time.perf_counter() - began)
-        return sent
+        return state, others, commands
+
+    def _answers(self, definition: SagaDefinition, state: SagaState, m: Envelope) -> bool:
+        """Whether a local handler's message ``m`` is a reply to its saga's command: a reply
+        type of the saga, for this saga, on that type's own topic (anything else is
+        published as it would have been)."""
+        return (
+            m.correlation_id == state.saga_id
+            and m.type in definition.reply_types
+            and m.topic == topic_name(self.namespace, m.type)
+        )
 
     def _commands(
         self, state: SagaState, decision: Decision, cause: uuid.UUID | None

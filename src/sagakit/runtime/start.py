@@ -75,11 +75,14 @@ async def start_saga(
 
     ``orchestrator``: one that hosts ``definition`` on ``tx``'s database (the caller's
     process orchestrates it): the saga begins in ``tx`` itself, its state and first commands,
-    without a start message to publish and read back. A saga id started already is left
-    as it is.
+    on the newest version hosted, without a start message to publish and read back (the
+    same start again changes nothing; other data for a started id is noted and ignored,
+    as the orchestrator does with a start message).
     """
     from sagakit.choreography import Choreographer
 
+    if orchestrator is not None:  # new sagas start on the newest version, as messages do
+        definition = orchestrator.latest[definition.name]
     body = start_data(definition, data)
     if namespace is None:
         namespace = Settings.from_env().namespace
@@ -98,7 +101,7 @@ async def start_saga(
             )
             return saga_id
         if orchestrator is not None:
-            await orchestrator.begin(tx, definition, saga_id, body)
+            await orchestrator.start(tx, definition, saga_id, body)
             return saga_id
         message = new_message(
             definition.starts_on,
