@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import httpx
 import pytest
 from examples.shop.audit import audit
 
+from sagakit.config import database_url
 from sagakit.fleet import Fleet
+from sagakit.messaging import derived_id
 from tests.e2e.conftest import MODES, Shop
 from tests.e2e.test_demo_and_bench import run_cli
 
@@ -188,3 +191,28 @@ async def _kill_a_hosting_replica(shop: Shop) -> None:
     statuses = [o["status"] for o in orders]
     assert statuses.count("CONFIRMED") == 25, statuses
     await assert_invariants(shop.fleet)
+
+
+async def test_the_hosting_order_service_sends_itself_nothing(hosted_fleet: Fleet) -> None:
+    """Started in the order's own transaction and confirmed in-process: the order
+    service's inbox never saw the start message nor its own command, and the saga, kept in
+    the order database, ran to its end there."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        shop = Shop(hosted_fleet, client)
+        product, customer = await shop.product(stock=5, price_cents=10), await shop.customer(100)
+        order_id = await shop.order(customer, product, 1)
+        assert (await shop.settled(order_id))["status"] == "CONFIRMED"
+    url = database_url(hosted_fleet.stack.database_url, hosted_fleet.settings.database("orders"))
+    conn = await asyncpg.connect(url)
+    try:
+        events = await conn.fetch(
+            "SELECT event FROM saga_log WHERE saga_id = $1 ORDER BY id", order_id
+        )
+        own = [derived_id(order_id, "order.created"), derived_id(order_id, "order.confirm", 1)]
+        seen = await conn.fetchval(
+            "SELECT count(*) FROM sagakit_inbox WHERE message_id = ANY($1::uuid[])", own
+        )
+    finally:
+        await conn.close()
+    assert [e["event"] for e in events][-2:] == ["inventory.completed", "order.confirmed"]
+    assert seen == 0

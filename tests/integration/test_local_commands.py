@@ -94,11 +94,13 @@ async def acted(pool: asyncpg.Pool) -> list[tuple[str, str]]:
     return [(r["command"], r["grp"]) for r in rows]
 
 
-async def status(pool: asyncpg.Pool, saga_id: str) -> tuple[str, str]:
+async def status(
+    pool: asyncpg.Pool, saga_id: str, d: SagaDefinition = RESERVE_FIRST
+) -> tuple[str, str]:
     async with pool.acquire() as conn:
         state = await store.load(conn, saga_id)
     assert state is not None
-    return state.status, RESERVE_FIRST.stage_name(state.step)
+    return state.status, d.stage_name(state.step)
 
 
 async def log_of(pool: asyncpg.Pool, saga_id: str) -> list[tuple[str, str]]:
@@ -157,7 +159,8 @@ async def test_a_failing_local_handler_is_rolled_back_and_its_command_sent(
     transaction that ran it commits, and the command goes to the broker, where the
     participant's consumer retries or dead-letters it. So does the step timer's re-send."""
     pool = await prepared(fresh_db)
-    orch = order_service({"order.confirm": failure}).orchestrator("")
+    failing = {"order.confirm": failure}
+    orch = order_service(failing).orchestrator("")
     orch.clock = clock = Clock()
     await start(pool, orch, "s3")
     await reply(pool, orch, "s3", "inventory.reserved", amount_cents=300)
@@ -168,9 +171,11 @@ async def test_a_failing_local_handler_is_rolled_back_and_its_command_sent(
     assert await status(pool, "s3") == ("RUNNING", "confirm_order")
     assert (await log_of(pool, "s3"))[-1] == ("inventory.completed", "RUNNING")
 
+    failing.clear()  # the handler would succeed now: the re-send still travels
     clock.now += 3600
     assert await orch.fire_timers(pool) == 1
     assert (await sent(pool)).count("order.confirm") == 2, "a timer's re-send is a message"
+    assert await acted(pool) == []
     await pool.close()
 
 
@@ -179,7 +184,7 @@ def act_step(name: str) -> Step:
         name,
         Action(f"x.{name}", f"x.{name}.done"),
         failure=(f"x.{name}.failed",),
-        compensation=Action(f"x.{name}.undo", f"x.{name}.undone"),
+        compensation=Action(f"x.{name}.undo", f"x.{name}.undone", failure=(f"x.{name}.later",)),
     )
 
 
@@ -235,4 +240,25 @@ async def test_a_saga_started_in_process_starts_once_on_the_newest_version(
     assert [(n["event"], n["note"]) for n in notes][1:] == [
         ("order.created", "ignored: other start data")
     ]
+    await pool.close()
+
+
+async def test_only_a_first_attempt_runs_in_process(fresh_db: str) -> None:
+    """An undo that answers "not now" is tried again over the broker, at its pace, instead
+    of spending its whole budget in one transaction."""
+    svc = Service("x", sagas=[TRIO], orchestrates=[TRIO])
+    answers = {"x.a": "x.a.failed", "x.b": "x.b.done", "x.c": "x.c.done"}
+    answers |= {"x.b.undo": "x.b.later", "x.c.undo": "x.c.undone"}
+    for t, answer in answers.items():
+
+        async def handle(ctx: MessageContext, cmd: dict[str, Any], answer: str = answer) -> None:
+            await ctx.reply(answer)
+
+        svc.handles(t, replies=(answer,))(handle)
+    pool = await prepared(fresh_db)
+    orch = svc.orchestrator("")
+    async with pool.acquire() as conn, conn.transaction():
+        assert await orch.begin(conn, TRIO, "t2", {})
+    assert await sent(pool) == ["x.b.undo"], "its second attempt"
+    assert await status(pool, "t2", TRIO) == ("COMPENSATING", "all")
     await pool.close()

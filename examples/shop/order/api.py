@@ -102,7 +102,7 @@ async def place_order(
         Header(description="makes a retry safe: one order per key and customer"),
     ] = None,
 ) -> OrderAccepted:
-    """Store the order PENDING and announce ``order.created`` in one transaction. The same
+    """Store the order PENDING and start its saga in one transaction. The same
     ``Idempotency-Key`` from the same customer returns the same order and starts one saga;
     each customer has keys of their own."""
     rt = Runtime.of(request)

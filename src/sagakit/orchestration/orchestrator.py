@@ -4,6 +4,7 @@ new state, its log entry and its commands (outbox) in one transaction."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -88,6 +89,7 @@ class Orchestrator:
         self.namespace = namespace
         self.clock = clock
         self.local = dict(local or {})
+        self._savepoints = itertools.count()
         self.group = group
         """The consumer group a local handler sees in its context (the host's)."""
 
@@ -354,13 +356,15 @@ class Orchestrator:
     ) -> list[Envelope]:
         """The messages to send for ``decision`` (stored as ``saved``). Its local commands
         run here instead (unless ``local`` is False), one after another, each with the
-        saga's latest state; what their replies decide may run further local commands."""
+        saga's latest state; what their replies decide may run further local commands. A
+        command's later attempts go over the broker: an undo that answers "not now" is
+        tried again at the broker's pace, not ten times in this transaction."""
         out: list[Envelope] = []
         state = saved
-        queue = deque(self._commands(saved, decision, cause))
+        queue = deque(self._numbered(saved, decision, cause))
         while queue:
-            command = queue.popleft()
-            route = self.local.get(command.type) if local else None
+            attempt, command = queue.popleft()
+            route = self.local.get(command.type) if local and attempt == 1 else None
             ran = (
                 None
                 if route is None
@@ -381,7 +385,7 @@ class Orchestrator:
         state: SagaState,
         route: Route,
         command: Envelope,
-    ) -> tuple[SagaState, list[Envelope], list[Envelope]] | None:
+    ) -> tuple[SagaState, list[Envelope], list[tuple[int, Envelope]]] | None:
         """Run ``command``'s handler and apply its reply in a savepoint of ``tx``: the
         saga's new state, the other messages the handler sent, and the commands the reply
         decided. None if anything failed: rolled back to the savepoint, the command goes
@@ -389,7 +393,8 @@ class Orchestrator:
         is gone, or the transaction with it)."""
         ctx = MessageContext(command, tx, self.group, self.namespace, replies=route.replies)
         began = time.perf_counter()
-        await tx.execute("SAVEPOINT sagakit_local")
+        savepoint = f"sagakit_local_{next(self._savepoints)}"  # a handler may start a saga
+        await tx.execute(f"SAVEPOINT {savepoint}")
         try:
             with tracing.span(
                 f"handle {command.type}",
@@ -399,7 +404,8 @@ class Orchestrator:
                 sent = [
                     _as_read(replace(m, headers=tracing.inject(m.headers))) for m in ctx.outgoing
                 ]
-            others, commands = [], []
+            others: list[Envelope] = []
+            commands: list[tuple[int, Envelope]] = []
             for m in sent:
                 if not self._answers(definition, state, m):
                     others.append(m)
@@ -412,11 +418,11 @@ class Orchestrator:
                 entry = store.entry(definition, step, m.type, m.payload)
                 before, state = state, await store.save(tx, step.state, entry)
                 metrics.step_answered(definition, before, m.type, now)
-                commands += self._commands(state, step, m.message_id)
-            await tx.execute("RELEASE SAVEPOINT sagakit_local")
+                commands += self._numbered(state, step, m.message_id)
+            await tx.execute(f"RELEASE SAVEPOINT {savepoint}")
         except Exception as exc:
-            await tx.execute("ROLLBACK TO SAVEPOINT sagakit_local")  # raises if it cannot
-            await tx.execute("RELEASE SAVEPOINT sagakit_local")
+            await tx.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")  # raises if it cannot
+            await tx.execute(f"RELEASE SAVEPOINT {savepoint}")
             log.warning(
                 "saga %s: %s failed in-process (%r); sending it instead",
                 state.saga_id,
@@ -436,6 +442,13 @@ class Orchestrator:
             and m.type in definition.reply_types
             and m.topic == topic_name(self.namespace, m.type)
         )
+
+    def _numbered(
+        self, state: SagaState, decision: Decision, cause: uuid.UUID | None
+    ) -> list[tuple[int, Envelope]]:
+        """:meth:`_commands`, each with its attempt."""
+        attempts = [c.attempt for c in decision.commands]
+        return list(zip(attempts, self._commands(state, decision, cause), strict=True))
 
     def _commands(
         self, state: SagaState, decision: Decision, cause: uuid.UUID | None

@@ -61,7 +61,7 @@ async def start_saga(
     ``tx`` is a connection of a service (its database has the framework's outbox) inside a
     transaction the caller opened and will commit; the start message is written to the
     outbox there, and the orchestrator (or, in choreography, the first participant) picks it
-    up once it is published. Nothing is committed, rolled back or retried here.
+    up once it is published. Nothing is committed or retried here.
 
     The saga id is ``saga_id`` if given, else derived from the idempotency ``key`` (the same
     key always names the same saga, and a second start with it is ignored by the
