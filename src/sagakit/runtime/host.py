@@ -92,9 +92,7 @@ class Runtime:
         this service orchestrates begins in ``tx`` itself, without a start message."""
         from sagakit.runtime.start import start_saga
 
-        hosted = self.mode is Mode.ORCHESTRATION and any(
-            d.name == definition.name for d in self.service.orchestrates
-        )
+        hosted = self.mode is Mode.ORCHESTRATION and definition.name in self.orchestrator.latest
         return await start_saga(
             tx,
             definition,
